@@ -29,8 +29,12 @@ def _profile(args) -> int:
 def _convert(args) -> int:
     from cgd.assets import convert_embedded_model
 
+    from cgd.io import write_json
+
     cfg = P.load(args.params)
     report = convert_embedded_model(cfg.embedded.model_dir, cfg.embedded.dtype)
+    if args.metrics:
+        write_json(args.metrics, report)
     print(json.dumps(report, indent=2))
     return 0
 
@@ -47,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(run=_profile)
     p = sub.add_parser("convert-model", help="convert the embedded GGUF into a plain HF folder")
     p.add_argument("--params", default="params.yaml")
+    p.add_argument("--metrics", help="where to write the conversion report (JSON)")
     p.set_defaults(run=_convert)
     args = parser.parse_args(argv)
     try:

@@ -8,7 +8,6 @@ __init__, which would pull the packages' heavy dependencies.
 from __future__ import annotations
 
 import importlib.util
-import json
 import shutil
 import time
 from pathlib import Path
@@ -48,7 +47,8 @@ def convert_embedded_model(out_dir: str | Path, dtype: str = "bfloat16") -> dict
     """Dequantize the GGUF into a plain HF folder (safetensors, tokenizer, chat template).
 
     Written to a temporary sibling and renamed, so an interrupted run leaves no half folder.
-    Returns a report comparing next-token logits of the saved folder with the GGUF original.
+    Returns a report comparing next-token logits of the saved folder with the GGUF original; it is
+    kept out of the folder so the folder's bytes (and DVC hash) do not depend on timing.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -90,7 +90,6 @@ def convert_embedded_model(out_dir: str | Path, dtype: str = "bfloat16") -> dict
         "roundtrip_max_abs_logit_diff": float((ref - new).abs().max()),
         "seconds": round(time.perf_counter() - start, 2),
     }
-    (tmp / "conversion_report.json").write_text(json.dumps(report, indent=2) + "\n")
     if not report["roundtrip_top1_agrees"] or not report["has_chat_template"]:
         raise RuntimeError(f"GGUF conversion check failed: {report}")
     shutil.rmtree(out_dir, ignore_errors=True)
