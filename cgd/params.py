@@ -73,6 +73,9 @@ class ModelConfig:
     max_model_len: int = _range(ge=256)  # vLLM context window
     base_url: str | None  # OpenAI-compatible endpoint, for backend: openai
     api_key_env: str  # NAME of the environment variable holding the key; never the key itself
+    max_concurrency: int = _range(ge=1)  # openai: requests in flight
+    request_timeout_s: float = _range(gt=0.0)  # openai: per attempt
+    max_retries: int = _range(ge=0)  # openai: retries on 408/409/429/5xx/timeouts, backing off
 
 
 @dataclass(frozen=True)
@@ -85,9 +88,25 @@ class GenerationConfig:
 
 
 @dataclass(frozen=True)
-class RefineConfig(GenerationConfig):
+class DataGenConfig(GenerationConfig):
+    """A data-generation stage: `batch_size` prompts form one resumable shard."""
+
+    prompt_file: str | None  # a template overriding the built-in prompt (cgd/prompts.py)
+
+
+@dataclass(frozen=True)
+class CritiqueConfig(DataGenConfig):
+    # When a critique has no "Conclusion:" line, ask the teacher a one-word follow-up
+    # (right/wrong) and append its answer; rows record conclusion_source either way.
+    conclusion_followup: bool
+
+
+@dataclass(frozen=True)
+class RefineConfig(DataGenConfig):
     # Fraction of student answers judged incorrect in the final set (paper Fig. 5); null keeps all.
     incorrect_fraction: float | None = _range(ge=0.0, le=1.0)
+    # Rows in the mixture; null = as many as the fraction allows. Fix it to compare fractions.
+    mixture_total: int | None = _range(ge=1)
     label_source: Literal["critique", "verifier"]
 
 
@@ -130,8 +149,8 @@ class Params:
     data: DataConfig
     student: ModelConfig
     teacher: ModelConfig
-    rollout: GenerationConfig
-    critique: GenerationConfig
+    rollout: DataGenConfig
+    critique: CritiqueConfig
     refine: RefineConfig
     train: TrainConfig
     eval: EvalConfig
@@ -283,8 +302,12 @@ def _check_model(key: str, ref: str, params_data: dict, produced: set[str]) -> N
 
 def validate(params: Params, raw: dict, dvc_yaml: str | Path = "dvc.yaml") -> None:
     produced = pipeline_outputs(dvc_yaml)
-    _check_model("student.model", params.student.model, raw, produced)
-    _check_model("teacher.model", params.teacher.model, raw, produced)
+    # With backend openai the model is whatever name the endpoint serves, not a path to check.
+    local = ("transformers", "vllm")
+    if params.rollout.backend in local or params.eval.generation.backend in local:
+        _check_model("student.model", params.student.model, raw, produced)
+    if params.critique.backend in local or params.refine.backend in local:
+        _check_model("teacher.model", params.teacher.model, raw, produced)
     t = params.train
     if not t.methods:
         raise ParamsError("train.methods", "is empty", f"list one or more of {', '.join(METHODS)}")
@@ -322,6 +345,17 @@ def validate(params: Params, raw: dict, dvc_yaml: str | Path = "dvc.yaml") -> No
             f"lacks evaluated benchmark(s) {', '.join(missing)}",
             "add them, or training rows that overlap the test set could inflate their scores",
         )
+    if params.rollout.backend == "reference":
+        raise ParamsError("rollout.backend", "is 'reference', which only critiques and refines",
+                          "use transformers, vllm or openai for the student's answers")
+    for stage in ("rollout", "critique", "refine"):
+        prompt_file = getattr(params, stage).prompt_file
+        if prompt_file is not None and not Path(prompt_file).exists():
+            raise ParamsError(f"{stage}.prompt_file", f"points to '{prompt_file}', which does not exist",
+                              "give a template file, or null for the built-in prompt")
+    if params.refine.mixture_total is not None and params.refine.incorrect_fraction is None:
+        raise ParamsError("refine.mixture_total", "is set but refine.incorrect_fraction is null",
+                          "set a fraction (e.g. 0.5) or set mixture_total to null")
     if not params.figures.formats:
         raise ParamsError("figures.formats", "is empty", "list at least one of png, pdf, svg")
 

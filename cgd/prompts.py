@@ -1,0 +1,98 @@
+"""The three prompts of CGD data generation, versioned.
+
+Rollout asks the student for a step-by-step solution ending in \\boxed{} (Qwen2.5-Math CoT style).
+Critique shows the teacher the question and the student's answer and asks for a step-by-step
+review ending in `Conclusion: right` or `Conclusion: wrong`, as in the CFT data and the paper's
+Appendix D. Refine shows the teacher the question, the student's answer and the critique and asks
+for a corrected, complete solution ending in the final answer.
+
+Each stage may override its template from params (`<stage>.prompt_file`); the version recorded in
+every output row is then `custom:<sha256 prefix>` so outputs made with different prompts never mix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import string
+from dataclasses import dataclass
+from pathlib import Path
+
+VERSION = "v1"
+
+ROLLOUT = """{question}
+
+Please reason step by step, and put your final answer within \\boxed{{}}."""
+
+CRITIQUE = """Please critique whether the following solution to the question is correct.
+
+Question:
+{question}
+
+Solution:
+{student_answer}
+
+Review the solution step by step: check the reasoning and the arithmetic of each step, point out \
+every error and explain why it is wrong, and say what the correct result is. End your critique \
+with a last line that is exactly "Conclusion: right" if the solution's final answer is correct, \
+or exactly "Conclusion: wrong" if it is not."""
+
+REFINE = """Question:
+{question}
+
+A student's initial answer:
+{student_answer}
+
+A critique of that answer:
+{critique}
+
+Using the critique, write a complete and correct solution to the question. Reason step by step \
+and put your final answer within \\boxed{{}}. Write the solution itself; do not refer to the \
+student's answer or to the critique."""
+
+# Asked only when a critique ends without a conclusion line and critique.conclusion_followup is
+# set: small teachers (the CPU demo's 135M model) rarely write the line unprompted.
+CONCLUSION_FOLLOWUP = """Question:
+{question}
+
+Solution:
+{student_answer}
+
+Critique of the solution:
+{critique}
+
+According to the critique, is the solution's final answer correct? Answer with one word: right \
+or wrong."""
+
+DEFAULTS = {"rollout": ROLLOUT, "critique": CRITIQUE, "refine": REFINE,
+            "conclusion_followup": CONCLUSION_FOLLOWUP}
+FIELDS = {
+    "rollout": {"question"},
+    "critique": {"question", "student_answer"},
+    "refine": {"question", "student_answer", "critique"},
+    "conclusion_followup": {"question", "student_answer", "critique"},
+}
+
+
+@dataclass(frozen=True)
+class Prompt:
+    stage: str
+    template: str
+    version: str
+
+    def render(self, **fields: str) -> list[dict]:
+        """The chat messages for one request (a single user turn)."""
+        return [{"role": "user", "content": self.template.format(**fields)}]
+
+
+def load(stage: str, prompt_file: str | None = None) -> Prompt:
+    """The stage's prompt: the built-in one, or the template in `prompt_file`."""
+    if prompt_file is None:
+        return Prompt(stage, DEFAULTS[stage], f"{stage}-{VERSION}")
+    template = Path(prompt_file).read_text(encoding="utf-8")
+    used = {name for _, name, _, _ in string.Formatter().parse(template) if name}
+    if used != FIELDS[stage]:
+        raise ValueError(
+            f"{stage}.prompt_file {prompt_file} uses fields {sorted(used)}; the {stage} prompt must "
+            f"use exactly {sorted(FIELDS[stage])} (write literal braces as {{{{ }}}})")
+    digest = hashlib.sha256(template.encode()).hexdigest()[:12]
+    return Prompt(stage, template, f"custom:{digest}")

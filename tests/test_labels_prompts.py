@@ -1,0 +1,51 @@
+import pytest
+
+from cgd import labels, prompts
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Step 2 is wrong.\n\nConclusion: wrong", "wrong"),
+    ("All good. Conclusion: right", "right"),
+    ("Conclusion: **Wrong**.", "wrong"),
+    ("conclusion - Correct", "right"),
+    ("Conclusion: Incorrect", "wrong"),
+    ("Conclusion: right ... on reflection, Conclusion: wrong", "wrong"),
+    ("The answer is wrong.", "missing"),
+    ("", "missing"),
+])
+def test_conclusion(text, expected):
+    assert labels.conclusion(text) == expected
+
+
+@pytest.mark.parametrize("gold, prediction, expected", [
+    ("18", "so she makes \\boxed{18} dollars", True),
+    ("18", "The answer is: 18", True),
+    ("\\frac{1}{2}", "\\boxed{0.5}", True),
+    ("\\left( 3, \\frac{\\pi}{2} \\right)", "\\boxed{(3, \\pi/2)}", True),
+    ("72", "\\boxed{71}", False),
+    ("72", "I am not sure.", False),
+    (None, "\\boxed{1}", None),
+])
+def test_verify_gold_first(gold, prediction, expected):
+    assert labels.verify(gold, prediction) is expected
+
+
+def test_builtin_prompts_render_their_fields():
+    rollout = prompts.load("rollout").render(question="What is 2+2?")
+    assert rollout[0]["role"] == "user" and "\\boxed{}" in rollout[0]["content"]
+    critique = prompts.load("critique").render(question="Q?", student_answer="A.")[0]["content"]
+    assert "Q?" in critique and "A." in critique and '"Conclusion: right"' in critique
+    refine = prompts.load("refine")
+    text = refine.render(question="Q?", student_answer="A.", critique="C.")[0]["content"]
+    assert all(s in text for s in ("Q?", "A.", "C.")) and refine.version == f"refine-{prompts.VERSION}"
+
+
+def test_custom_prompt_file(tmp_path):
+    good = tmp_path / "rollout.txt"
+    good.write_text("Solve: {question} (box the answer: \\boxed{{}})")
+    p = prompts.load("rollout", str(good))
+    assert p.version.startswith("custom:") and p.render(question="1+1")[0]["content"].startswith("Solve: 1+1")
+    bad = tmp_path / "critique.txt"
+    bad.write_text("Critique {question}")
+    with pytest.raises(ValueError, match="student_answer"):
+        prompts.load("critique", str(bad))
