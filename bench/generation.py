@@ -5,7 +5,7 @@ max_new_tokens, greedy decoding, one run. The backend batches length-sorted prom
 the CPU supports it; the baseline calls `generate` per prompt in fp32. Prints completion tokens
 per second for each and the ratio (target >= 6x on the 2-core demo machine).
 
-    .venv/bin/python bench/generation.py [--prompts 64] [--max-new-tokens 128] [--batch-size 64]
+    .venv/bin/python bench/generation.py [--prompts 64] [--max-new-tokens 128] [--batch-size 32]
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--prompts", type=int, default=64)
     parser.add_argument("--max-new-tokens", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
 
     cfg = P.load("params.yaml", {"rollout.max_new_tokens": args.max_new_tokens,
