@@ -16,17 +16,15 @@ import math
 import random
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Callable
 
 from tqdm import tqdm
 
-from cgd import labels, prompts
+from cgd import labels, prompts, shards
 from cgd.generation import Backend, Completion, Request
-import dataclasses
-
 from cgd.params import GenerationConfig, RefineConfig
-from cgd.shards import ShardStore
 
 OK = "ok"
 
@@ -124,7 +122,7 @@ def critique_spec(prompt: prompts.Prompt, followup_gen: GenerationConfig | None 
                 "critique_agrees_with_verifier": agrees}
 
     return StageSpec("critique", request, apply, followup, apply_followup,
-                     dataclasses.replace(followup_gen, max_new_tokens=8, temperature=0.0, top_p=1.0))
+                     replace(followup_gen, max_new_tokens=8, temperature=0.0, top_p=1.0))
 
 
 def refine_spec(prompt: prompts.Prompt) -> StageSpec:
@@ -199,7 +197,7 @@ def run_stage(spec: StageSpec, rows: list[dict], backend_factory: Callable[[], B
     uninterrupted one would. The backend (and its model) is only loaded if a shard is missing.
     """
     start = time.perf_counter()
-    store = ShardStore(out_dir, fingerprint)
+    store = shards.ShardStore(out_dir, fingerprint)
     n_shards = math.ceil(len(rows) / shard_size)
     store.prune(n_shards)
     run = StageRun(spec.name, rows=len(rows), shards=n_shards, restarted=store.restarted)
@@ -285,14 +283,10 @@ def generation_fingerprint(stage: str, input_digest: str, section: dict, model: 
     """What a stage's generations depend on, including the code that makes and labels them
     (as DVC's deps do). Mixture settings are left out: changing them re-draws the mixture from
     the cached generations instead of generating again."""
-    from pathlib import Path
-
-    from cgd.shards import file_digest, fingerprint
-
     here = Path(__file__).parent
-    code = [file_digest(here / f) for f in ("augment.py", "generation.py", "labels.py", "prompts.py")]
+    code = [shards.file_digest(here / f) for f in ("augment.py", "generation.py", "labels.py", "prompts.py")]
     gen = {k: v for k, v in section.items() if k not in MIXTURE_KEYS}
-    return fingerprint(stage, input_digest, gen, model, prompt.version, prompt.template, seed, code)
+    return shards.fingerprint(stage, input_digest, gen, model, prompt.version, prompt.template, seed, code)
 
 
 def _ratio(num: int, den: int) -> float | None:

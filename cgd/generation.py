@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -298,9 +297,3 @@ def make_backend(stage: str, role: str, gen: GenerationConfig, model: ModelConfi
     if gen.backend == "openai":
         return OpenAIBackend(model, gen, role)
     return ReferenceBackend(stage)
-
-
-def timed_generate(backend: Backend, requests: list[Request], seed: int) -> tuple[list[Completion], float]:
-    start = time.perf_counter()
-    out = backend.generate(requests, seed)
-    return out, time.perf_counter() - start

@@ -273,24 +273,37 @@ def is_local_path(ref: str) -> bool:
             or Path(ref).exists())
 
 
-def pipeline_outputs(dvc_yaml: str | Path = "dvc.yaml") -> set[str]:
-    """Paths that some dvc.yaml stage produces, so validation can accept a model not yet built."""
+_TEMPLATE = re.compile(r"\$\{([\w.]+)\}")
+
+
+def resolve_template(text: str, raw: dict) -> str:
+    """Fill dvc.yaml's ${section.key} references from the raw params, as DVC does."""
+    def lookup(match):
+        node = raw
+        for part in match.group(1).split("."):
+            node = node[part]
+        return str(node)
+
+    return _TEMPLATE.sub(lookup, text)
+
+
+def pipeline_outputs(raw: dict, dvc_yaml: str | Path = "dvc.yaml") -> set[str]:
+    """Paths that some dvc.yaml stage produces (templates resolved), so validation can accept
+    a model not yet built."""
     path = Path(dvc_yaml)
     if not path.exists():
         return set()
     outs = set()
     for stage in (yaml.safe_load(path.read_text()) or {}).get("stages", {}).values():
         for out in stage.get("outs", []):
-            outs.add(next(iter(out)) if isinstance(out, dict) else str(out))
+            outs.add(resolve_template(next(iter(out)) if isinstance(out, dict) else str(out), raw))
     return outs
 
 
-def _check_model(key: str, ref: str, params_data: dict, produced: set[str]) -> None:
+def _check_model(key: str, ref: str, produced: set[str]) -> None:
     if not is_local_path(ref):
         return  # hub id: resolved by transformers / vLLM at paper scale
-    # dvc.yaml templates outs with ${embedded.model_dir}; resolve that one variable.
-    resolved = {o.replace("${embedded.model_dir}", params_data["embedded"]["model_dir"]) for o in produced}
-    if Path(ref).expanduser().exists() or ref.rstrip("/") in resolved:
+    if Path(ref).expanduser().exists() or ref.rstrip("/") in produced:
         return
     raise ParamsError(
         key,
@@ -301,13 +314,13 @@ def _check_model(key: str, ref: str, params_data: dict, produced: set[str]) -> N
 
 
 def validate(params: Params, raw: dict, dvc_yaml: str | Path = "dvc.yaml") -> None:
-    produced = pipeline_outputs(dvc_yaml)
+    produced = pipeline_outputs(raw, dvc_yaml)
     # With backend openai the model is whatever name the endpoint serves, not a path to check.
     local = ("transformers", "vllm")
     if params.rollout.backend in local or params.eval.generation.backend in local:
-        _check_model("student.model", params.student.model, raw, produced)
+        _check_model("student.model", params.student.model, produced)
     if params.critique.backend in local or params.refine.backend in local:
-        _check_model("teacher.model", params.teacher.model, raw, produced)
+        _check_model("teacher.model", params.teacher.model, produced)
     t = params.train
     if not t.methods:
         raise ParamsError("train.methods", "is empty", f"list one or more of {', '.join(METHODS)}")

@@ -16,10 +16,9 @@ STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
 def test_stage_declares_existing_deps_and_known_params(name, raw_params):
     stage = STAGES[name]
     # A dep is a file in the repo or (inside) an output of an upstream stage.
-    outs = {o.replace("${embedded.model_dir}", raw_params["embedded"]["model_dir"])
-            for o in P.pipeline_outputs(REPO / "dvc.yaml")}
+    outs = P.pipeline_outputs(raw_params, REPO / "dvc.yaml")
     for dep in stage.get("deps", []):
-        dep = dep.replace("${embedded.model_dir}", raw_params["embedded"]["model_dir"])
+        dep = P.resolve_template(dep, raw_params)
         produced = any(dep == o or dep.startswith(o.rstrip("/") + "/") for o in outs)
         assert (REPO / dep).exists() or produced, f"{name}: dep {dep} neither exists nor is produced"
     assert stage.get("params"), f"{name}: declare the params sections it reads"
