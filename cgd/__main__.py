@@ -1,4 +1,4 @@
-"""`python -m cgd COMMAND`: validate params, apply a profile, convert the embedded model."""
+"""`python -m cgd COMMAND`: validate params, apply a profile, convert the embedded model, train."""
 
 from __future__ import annotations
 
@@ -39,6 +39,16 @@ def _convert(args) -> int:
     return 0
 
 
+def _train(args) -> int:
+    from cgd.train import train
+
+    cfg = P.load(args.params, overrides=json.loads(args.overrides))
+    metrics = train(cfg, args.method, args.seed, args.data, args.model_out, args.live_dir,
+                    args.checkpoint_dir)
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cgd")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -53,6 +63,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--params", default="params.yaml")
     p.add_argument("--metrics", help="where to write the conversion report (JSON)")
     p.set_defaults(run=_convert)
+    p = sub.add_parser("train", help="train one (method, seed) run; `accelerate launch -m cgd train` on GPUs")
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--overrides", default="{}", help="JSON of dotted params keys to override")
+    p.add_argument("--method", required=True, choices=P.METHODS)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--data", default="data/04_refine/cgd_data.jsonl")
+    p.add_argument("--model-out", required=True)
+    p.add_argument("--live-dir", required=True, help="DVCLive folder for per-step metrics")
+    p.add_argument("--checkpoint-dir", required=True)
+    p.set_defaults(run=_train)
     args = parser.parse_args(argv)
     try:
         return args.run(args)

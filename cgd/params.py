@@ -120,13 +120,17 @@ class TrainConfig:
     per_device_batch_size: int = _range(ge=1)
     max_length: int = _range(ge=16)
     overlong: Literal["drop", "truncate"]
-    warmup_ratio: float = _range(ge=0.0, le=1.0)
+    warmup_ratio: float = _range(ge=0.0, le=0.5, help="a share of the total steps; the paper uses 0.1")
     lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"]
     optimizer: Literal["adamw_torch", "adamw_torch_fused"]
     weight_decay: float = _range(ge=0.0)
     max_grad_norm: float = _range(gt=0.0)
     gradient_checkpointing: bool
-    deepspeed: str | None  # accelerate config used when GPUs are present
+    # accelerate config (DeepSpeed ZeRO-3) for GPU runs, launched over all local GPUs; null trains
+    # in-process (CPU, or one GPU without DeepSpeed)
+    deepspeed: str | None
+    # checkpoint every N optimizer steps so a killed run resumes; null = no checkpoints
+    save_steps: int | None = _range(ge=1, help="use a positive step count, or null")
 
 
 @dataclass(frozen=True)
@@ -287,16 +291,36 @@ def resolve_template(text: str, raw: dict) -> str:
     return _TEMPLATE.sub(lookup, text)
 
 
+def _matrix_items(stage: dict, raw: dict) -> list[dict]:
+    """The `item` mappings of a dvc.yaml `matrix` stage (one empty item for a plain stage)."""
+    import itertools
+
+    matrix = stage.get("matrix")
+    if not matrix:
+        return [{}]
+    axes = {}
+    for key, values in matrix.items():
+        if isinstance(values, str):  # "${train.methods}": a list from params
+            node = raw
+            for part in _TEMPLATE.fullmatch(values).group(1).split("."):
+                node = node[part]
+            values = node
+        axes[key] = values
+    return [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())]
+
+
 def pipeline_outputs(raw: dict, dvc_yaml: str | Path = "dvc.yaml") -> set[str]:
-    """Paths that some dvc.yaml stage produces (templates resolved), so validation can accept
-    a model not yet built."""
+    """Paths that some dvc.yaml stage produces (templates and matrix items resolved), so
+    validation can accept a model not yet built."""
     path = Path(dvc_yaml)
     if not path.exists():
         return set()
     outs = set()
     for stage in (yaml.safe_load(path.read_text()) or {}).get("stages", {}).values():
-        for out in stage.get("outs", []):
-            outs.add(resolve_template(next(iter(out)) if isinstance(out, dict) else str(out), raw))
+        for item in _matrix_items(stage, raw):
+            for out in stage.get("outs", []):
+                text = next(iter(out)) if isinstance(out, dict) else str(out)
+                outs.add(resolve_template(text, {**raw, "item": item}))
     return outs
 
 

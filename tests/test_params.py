@@ -87,6 +87,15 @@ def test_pipeline_output_model_is_accepted_before_it_exists(raw_params, tmp_path
     P.from_dict(raw_params, empty_repo_dvc)
 
 
+def test_matrix_stage_outputs_expand_over_methods_and_seeds(raw_params):
+    # A trained model (e.g. as the teacher of a later run) validates before stage 05 has run.
+    raw_params["train"]["seeds"] = [0, 2]
+    outs = P.pipeline_outputs(raw_params, REPO / "dvc.yaml")
+    for method in raw_params["train"]["methods"]:
+        assert {f"models/{method}/seed0", f"models/{method}/seed2"} <= outs
+    assert not any("${" in o for o in outs)
+
+
 def test_global_batch_must_divide(raw_params):
     raw_params["train"]["global_batch_size"] = 10
     raw_params["train"]["per_device_batch_size"] = 4

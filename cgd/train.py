@@ -1,0 +1,235 @@
+"""Stage 05: fine-tune the student on one method's records with TRL's SFTTrainer.
+
+One call of `train()` is one (method, seed) run. The loss is completion-only: TRL masks the
+prompt of each prompt-completion record, so the student learns only what the method asks it to
+write (paper Section 3.2). On CPU the run is in-process with bf16 autocast where the CPU has AMX
+or AVX512-BF16; on GPUs `launch_command()` runs the same entry point under `accelerate launch`
+with the DeepSpeed ZeRO-3 config named by `train.deepspeed`.
+
+Checkpoints (`train.save_steps`) make a killed paper-scale run resumable; they carry a fingerprint
+of the records and settings, and are removed once the final model is saved.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from cgd import device, io, records, shards
+from cgd.params import Params, ParamsError, TrainConfig
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """The requested global batch split over devices and gradient-accumulation steps."""
+
+    global_batch: int
+    per_device: int
+    world_size: int
+    accumulation: int
+
+
+def batch_plan(cfg: TrainConfig, world_size: int) -> BatchPlan:
+    per_step = cfg.per_device_batch_size * world_size
+    if cfg.global_batch_size % per_step:
+        raise ParamsError(
+            "train.global_batch_size",
+            f"({cfg.global_batch_size}) is not a multiple of per_device_batch_size x world size "
+            f"({cfg.per_device_batch_size} x {world_size})",
+            "pick a global batch divisible by both, or change per_device_batch_size")
+    return BatchPlan(cfg.global_batch_size, cfg.per_device_batch_size, world_size,
+                     cfg.global_batch_size // per_step)
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def run_name(method: str, seed: int) -> str:
+    return f"{method}-seed{seed}"
+
+
+def sft_config(cfg: TrainConfig, plan: BatchPlan, seed: int, output_dir: str, bf16: bool,
+               use_cpu: bool):
+    from trl import SFTConfig
+
+    return SFTConfig(
+        output_dir=output_dir, seed=seed, data_seed=seed,
+        learning_rate=cfg.lr, num_train_epochs=cfg.epochs,
+        per_device_train_batch_size=plan.per_device, gradient_accumulation_steps=plan.accumulation,
+        lr_scheduler_type=cfg.lr_scheduler, warmup_steps=cfg.warmup_ratio, optim=cfg.optimizer,
+        weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm,
+        gradient_checkpointing=cfg.gradient_checkpointing, bf16=bf16, use_cpu=use_cpu,
+        max_length=cfg.max_length, completion_only_loss=True,
+        # Batches of similar length waste little compute on padding (the main CPU speed-up after bf16).
+        train_sampling_strategy="group_by_length",
+        logging_steps=1, report_to="none",
+        save_strategy="steps" if cfg.save_steps else "no", save_steps=cfg.save_steps or 500,
+        save_total_limit=1,
+    )
+
+
+class CountingCollator:
+    """Wraps TRL's collator to count every token the model sees: all, non-pad, and in the loss."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.tokens = self.non_pad = self.loss_tokens = 0
+
+    def __call__(self, features):
+        batch = self.inner(features)
+        self.tokens += batch["input_ids"].numel()
+        mask = batch.get("attention_mask")
+        self.non_pad += int(mask.sum()) if mask is not None else batch["input_ids"].numel()
+        self.loss_tokens += int((batch["labels"] != -100).sum())
+        return batch
+
+
+def _callbacks(live_dir: Path, resume: bool):
+    from dvclive import Live
+    from transformers import TrainerCallback
+    from transformers.integrations import DVCLiveCallback
+
+    class Throughput(TrainerCallback):
+        """Adds tokens/s (non-pad, from TRL's running count) and normalized progress to each log."""
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.last = (time.perf_counter(), 0)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs is None or "num_tokens" not in logs:
+                return
+            now, seen = time.perf_counter(), logs["num_tokens"]
+            logs["tokens_per_second"] = (seen - self.last[1]) / max(now - self.last[0], 1e-9)
+            logs["progress"] = state.global_step / max(state.max_steps, 1)
+            self.last = (now, seen)
+
+    # A resumed run appends to the curves it began; a fresh run starts them over.
+    live = Live(str(live_dir), dvcyaml=None, save_dvc_exp=False, report=None, resume=resume)
+    return [Throughput(), DVCLiveCallback(live=live)], live
+
+
+def _fingerprint(params: Params, method: str, seed: int, recs: list[dict]) -> str:
+    return shards.fingerprint({"train": dataclasses.asdict(params.train), "student": params.student.model,
+                               "method": method, "seed": seed, "records": recs})
+
+
+def _latest_checkpoint(ckpt_dir: Path, fingerprint: str) -> str | None:
+    stamp = ckpt_dir / "fingerprint.txt"
+    if not stamp.exists() or stamp.read_text() != fingerprint:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)  # stale: other records or settings
+        return None
+    # trainer_state.json is the last file a checkpoint gets: one without it was cut off mid-save.
+    found = sorted((p for p in ckpt_dir.glob("checkpoint-*") if (p / "trainer_state.json").exists()),
+                   key=lambda p: int(p.name.split("-")[1]))
+    return str(found[-1]) if found else None
+
+
+def train(params: Params, method: str, seed: int, data_path: str, model_out: str, live_dir: str,
+          checkpoint_dir: str) -> dict:
+    """Train one (method, seed) run; writes the bf16 model folder and returns the final metrics."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTTrainer
+
+    cfg = params.train
+    rows = list(io.read_jsonl(data_path))
+    t = records.templates(params.rollout.prompt_file, params.critique.prompt_file)
+    recs, build_report = records.build(rows, method, t)
+    tokenizer = AutoTokenizer.from_pretrained(params.student.model)
+    recs, fit_report = records.fit_length(recs, tokenizer, cfg.max_length, cfg.overlong)
+    if not recs:
+        raise RuntimeError(f"{method}: no training records left ({build_report}, {fit_report}); "
+                           "see data/04_refine and the stage-04 report")
+
+    plan = batch_plan(cfg, world_size())
+    cuda = torch.cuda.is_available()
+    bf16 = device.bf16_supported()
+    ckpt_dir = Path(checkpoint_dir)
+    # SFTConfig first: under DeepSpeed ZeRO-3 it must exist before the model loads, so the
+    # weights are partitioned as they load instead of materialized whole on every rank.
+    args = sft_config(cfg, plan, seed, str(ckpt_dir), bf16=bf16, use_cpu=not cuda)
+    deepspeed = args.deepspeed_plugin is not None  # set when `accelerate launch` runs DeepSpeed
+    # fp32 master weights with bf16 autocast; DeepSpeed keeps its own fp32 copy of bf16 weights.
+    dtype = torch.bfloat16 if deepspeed else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(params.student.model, dtype=dtype)
+
+    fingerprint = _fingerprint(params, method, seed, recs)
+    resume = _latest_checkpoint(ckpt_dir, fingerprint) if cfg.save_steps else None
+    callbacks, live = _callbacks(Path(live_dir), resume is not None)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(recs),
+                         processing_class=tokenizer, callbacks=callbacks)
+    counter = CountingCollator(trainer.data_collator)
+    trainer.data_collator = counter
+    if cfg.save_steps and trainer.is_world_process_zero():
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        (ckpt_dir / "fingerprint.txt").write_text(fingerprint)
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=resume)
+    wall = time.perf_counter() - start
+
+    _save(trainer, tokenizer, Path(model_out), deepspeed)
+    totals = trainer.accelerator.reduce(
+        torch.tensor([counter.tokens, counter.non_pad, counter.loss_tokens], dtype=torch.float64,
+                     device=trainer.accelerator.device), reduction="sum").tolist()
+    metrics = {
+        "method": method, "seed": seed, "steps": trainer.state.global_step,
+        "epochs": cfg.epochs, "records": len(recs), "resumed_from": resume,
+        "tokens": int(totals[0]), "non_pad_tokens": int(totals[1]), "loss_tokens": int(totals[2]),
+        "padding_fraction": round(1 - totals[1] / totals[0], 4) if totals[0] else 0.0,
+        "wall_s": round(wall, 2), "non_pad_tokens_per_s": round(totals[1] / wall, 1),
+        "train_loss": round(result.training_loss, 5),
+        "final_loss": _last_loss(trainer.state.log_history),
+        "precision": "bf16" if bf16 else "fp32", "device": "cuda" if cuda else "cpu",
+        "deepspeed": deepspeed, "batch": dataclasses.asdict(plan),
+        "data": build_report, "length": fit_report,
+    }
+    if trainer.is_world_process_zero():
+        live.summary.update(metrics)
+        live.make_summary()
+        shutil.rmtree(ckpt_dir, ignore_errors=True)  # the run finished: nothing left to resume
+    return metrics
+
+
+def _last_loss(history: list[dict]) -> float | None:
+    losses = [h["loss"] for h in history if "loss" in h]
+    return round(losses[-1], 5) if losses else None
+
+
+def _save(trainer, tokenizer, out: Path, deepspeed: bool) -> None:
+    """The model as a plain bf16 HF folder, written next to `out` and moved into place."""
+    import torch
+
+    tmp = out.with_name(out.name + ".tmp")
+    if trainer.is_world_process_zero():
+        shutil.rmtree(tmp, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    if deepspeed:
+        trainer.save_model(str(tmp))  # gathers the ZeRO-3 shards into 16-bit weights on rank 0
+    elif trainer.is_world_process_zero():
+        trainer.model.to(torch.bfloat16).save_pretrained(tmp)
+    if trainer.is_world_process_zero():
+        (tmp / "training_args.bin").unlink(missing_ok=True)  # pickled args: not a model file
+        tokenizer.save_pretrained(tmp)
+        shutil.rmtree(out, ignore_errors=True)
+        os.replace(tmp, out)
+    trainer.accelerator.wait_for_everyone()
+
+
+def launch_command(params: Params, method: str, seed: int, data_path: str, model_out: str,
+                   live_dir: str, checkpoint_dir: str, params_file: str,
+                   overrides: dict | None = None, num_gpus: int | None = None) -> list[str]:
+    """`accelerate launch` over the local GPUs with the repo's DeepSpeed config (train.deepspeed)."""
+    import torch
+
+    gpus = num_gpus if num_gpus is not None else torch.cuda.device_count()
+    return ["accelerate", "launch", "--config_file", params.train.deepspeed, "--num_processes", str(gpus),
+            "-m", "cgd", "train", "--params", params_file, "--overrides", json.dumps(overrides or {}),
+            "--method", method, "--seed", str(seed), "--data", data_path, "--model-out", model_out,
+            "--live-dir", live_dir, "--checkpoint-dir", checkpoint_dir]

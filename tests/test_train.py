@@ -1,0 +1,264 @@
+"""Stage 05: records per method, the completion-only mask TRL builds, length policy, training runs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from cgd import params as P
+from cgd import records, train
+from cgd.io import read_json, write_jsonl
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _row(i, status="ok", in_mixture=True):
+    # Each field carries its own marker word so a test can tell which text landed where.
+    return {"id": f"r{i}", "question": f"QUESTIONTEXT {i}: what is {i} + {i}?",
+            "reference_solution": f"GOLDTEXT {i}+{i}={2 * i}\n#### {2 * i}",
+            "student_answer": f"STUDENTTEXT {i}+{i}={2 * i + 1}" + " and so on" * i,
+            "critique": f"CRITIQUETEXT the sum is wrong.\n\nConclusion: wrong",
+            "refined_answer": f"REFINEDTEXT {i}+{i}={2 * i}, so \\boxed{{{2 * i}}}" + " indeed" * (2 * i),
+            "status": status, "in_mixture": in_mixture}
+
+
+ROWS = [_row(i) for i in range(6)] + [_row(6, status="refine:truncated", in_mixture=False),
+                                      _row(7, in_mixture=False)]
+# What each method conditions on (in its prompt) and learns (its completion), by marker word.
+EXPECTED = {
+    "sft": ({"QUESTIONTEXT"}, "GOLDTEXT"),
+    "distilled_sft": ({"QUESTIONTEXT"}, "REFINEDTEXT"),
+    "cft": ({"QUESTIONTEXT", "STUDENTTEXT"}, "CRITIQUETEXT"),
+    "cgd": ({"QUESTIONTEXT", "STUDENTTEXT", "CRITIQUETEXT"}, "REFINEDTEXT"),
+    "cgd_no_critique": ({"QUESTIONTEXT", "STUDENTTEXT"}, "REFINEDTEXT"),
+}
+MARKERS = {"QUESTIONTEXT", "GOLDTEXT", "STUDENTTEXT", "CRITIQUETEXT", "REFINEDTEXT"}
+
+
+@pytest.mark.parametrize("method", P.METHODS)
+def test_records_condition_on_and_learn_what_the_paper_says(method):
+    recs, report = records.build(ROWS, method, records.templates())
+    assert report == {"method": method, "rows": 8, "records": 6,
+                      "excluded": {"not in mixture": 1, "status refine:truncated": 1}}
+    prompt_markers, target = EXPECTED[method]
+    for rec in recs:
+        prompt = rec["prompt"][0]["content"]
+        completion = rec["completion"][0]["content"]
+        assert rec["prompt"][0]["role"] == "user" and rec["completion"][0]["role"] == "assistant"
+        assert {m for m in MARKERS if m in prompt} == prompt_markers
+        assert {m for m in MARKERS if m in completion} == {target}
+
+
+def test_cgd_prompt_follows_appendix_d():
+    rec = records.cgd(ROWS[1], records.templates())
+    assert rec["prompt"][0]["content"] == (
+        f"Question: {ROWS[1]['question']}\n\nStudent's Initial Answer: {ROWS[1]['student_answer']}"
+        f"\n\nCritique: {ROWS[1]['critique']}")
+    assert rec["completion"][0]["content"] == ROWS[1]["refined_answer"]
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer():
+    """The real SmolLM2 tokenizer and chat template, read from the embedded GGUF (pad == eos)."""
+    from transformers import AutoTokenizer
+
+    from cgd import assets
+
+    gguf = assets.gguf_path()
+    return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+
+
+@pytest.fixture(params=["tiny", "smollm2"])
+def tokenizer(request, tiny_model):
+    from transformers import AutoTokenizer
+
+    if request.param == "tiny":
+        return AutoTokenizer.from_pretrained(tiny_model)
+    return request.getfixturevalue("smollm2_tokenizer")
+
+
+def _cfg(tiny_model, **train_overrides):
+    raw = P.apply_overrides(
+        __import__("yaml").safe_load((REPO / "params.yaml").read_text()),
+        {"student.model": str(tiny_model), **{f"train.{k}": v for k, v in train_overrides.items()}})
+    return P.from_dict(raw, REPO / "dvc.yaml")
+
+
+def _prepared(cfg, recs, tokenizer, tiny_model, tmp_path):
+    """The dataset and collator exactly as SFTTrainer builds them from our SFTConfig."""
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM
+    from trl import SFTTrainer
+
+    args = train.sft_config(cfg.train, train.batch_plan(cfg.train, 1), 0, str(tmp_path / "out"),
+                            bf16=False, use_cpu=True)
+    trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_model), args=args,
+                         train_dataset=Dataset.from_list(recs), processing_class=tokenizer)
+    return trainer.train_dataset, trainer.data_collator
+
+
+@pytest.mark.parametrize("method", P.METHODS)
+def test_labels_mask_prompt_and_padding_and_keep_every_completion_token(
+        method, tokenizer, tiny_model, tmp_path):
+    cfg = _cfg(tiny_model, max_length=4096)
+    recs, _ = records.build(ROWS, method, records.templates())
+    recs, fit = records.fit_length(recs, tokenizer, cfg.train.max_length, "drop")
+    assert fit["kept"] == len(recs) == 6 and fit["truncated"] == fit["dropped_overlong"] == 0
+    dataset, collator = _prepared(cfg, recs, tokenizer, tiny_model, tmp_path)
+    batch = collator([dataset[i] for i in range(len(dataset))])  # lengths differ: padding happens
+    assert (batch["attention_mask"] == 0).any(), "the batch should contain padding"
+    for i, rec in enumerate(recs):
+        prompt_ids = tokenizer.apply_chat_template(rec["prompt"], add_generation_prompt=True,
+                                                   tokenize=True, return_dict=True)["input_ids"]
+        full_ids = tokenizer.apply_chat_template(rec["prompt"] + rec["completion"], tokenize=True,
+                                                 return_dict=True)["input_ids"]
+        n, p = len(full_ids), len(prompt_ids)
+        ids, labels, mask = batch["input_ids"][i], batch["labels"][i], batch["attention_mask"][i]
+        assert ids[:n].tolist() == full_ids and mask[:n].all() and not mask[n:].any()
+        assert (labels[:p] == -100).all(), "a prompt token is in the loss"
+        assert (labels[n:] == -100).all(), "a padding token is in the loss"
+        assert labels[p:n].tolist() == full_ids[p:], "a completion token is missing from the loss"
+        learned = tokenizer.decode(labels[p:n].tolist())
+        assert rec["completion"][0]["content"] in learned  # the whole completion, nothing cut
+        assert tokenizer.eos_token in learned or "<|im_end|>" in learned  # it learns to stop
+
+
+@pytest.mark.parametrize("policy", ["drop", "truncate"])
+def test_overlong_rows_are_counted_and_handled_as_params_say(policy, tiny_model, tmp_path):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    recs, _ = records.build(ROWS, "cgd", records.templates())
+    lengths = [records.token_lengths(r, tokenizer) for r in recs]
+    max_length = sorted(total for _, total in lengths)[3]  # the two longest rows are over
+    over = [total - max_length for _, total in lengths if total > max_length]
+    kept, fit = records.fit_length(recs, tokenizer, max_length, policy)
+    if policy == "drop":
+        assert fit["dropped_overlong"] == len(over) == 2 and len(kept) == 4
+    else:
+        assert fit["truncated"] == 2 and fit["completion_tokens_cut"] == sum(over) and len(kept) == 6
+        cfg = _cfg(tiny_model, max_length=max_length, overlong="truncate")
+        dataset, _ = _prepared(cfg, kept, tokenizer, tiny_model, tmp_path)
+        assert len(dataset) == 6 and max(len(x) for x in dataset["input_ids"]) == max_length
+    # A prompt that alone fills max_length would be dropped by TRL; it is dropped here, counted.
+    shortest_prompt = min(p for p, _ in lengths)
+    kept, fit = records.fit_length(recs, tokenizer, shortest_prompt, policy)
+    assert not kept and fit["dropped_prompt_fills_max_length"] == 6
+
+
+def test_batch_plan_derives_accumulation_and_names_the_key(tiny_model):
+    cfg = _cfg(tiny_model, global_batch_size=64, per_device_batch_size=2).train
+    assert train.batch_plan(cfg, 8) == train.BatchPlan(64, 2, 8, 4)
+    assert train.batch_plan(cfg, 1).accumulation == 32
+    with pytest.raises(P.ParamsError, match=r"'train.global_batch_size'.*2 x 3"):
+        train.batch_plan(cfg, 3)
+
+
+def test_launch_command_uses_the_repo_deepspeed_config(tiny_model):
+    cfg = _cfg(tiny_model, deepspeed="configs/accelerate/zero3.yaml")
+    cmd = train.launch_command(cfg, "cgd", 1, "d.jsonl", "models/cgd/seed1", "live", "ckpt",
+                               "params.yaml", {"train.lr": 5e-6}, num_gpus=4)
+    assert cmd[:7] == ["accelerate", "launch", "--config_file", "configs/accelerate/zero3.yaml",
+                       "--num_processes", "4", "-m"]
+    assert json.loads(cmd[cmd.index("--overrides") + 1]) == {"train.lr": 5e-6}
+    import yaml
+
+    acc = yaml.safe_load((REPO / "configs/accelerate/zero3.yaml").read_text())
+    ds = json.loads((REPO / acc["deepspeed_config"]["deepspeed_config_file"]).read_text())
+    assert acc["distributed_type"] == "DEEPSPEED" and ds["zero_optimization"]["stage"] == 3
+    assert ds["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
+    assert ds["bf16"]["enabled"] == "auto"  # filled from the Trainer's args, never contradicting them
+
+
+def _train_tiny(tiny_model, tmp_path, name, method="cgd", **overrides):
+    cfg = _cfg(tiny_model, lr=1e-3, per_device_batch_size=2, global_batch_size=4, epochs=2,
+               **overrides)
+    data = tmp_path / "cgd_data.jsonl"
+    write_jsonl(data, ROWS)
+    out = tmp_path / name
+    metrics = train.train(cfg, method, 0, str(data), str(out / "model"), str(out / "live"),
+                          str(out / "ckpt"))
+    return metrics, out
+
+
+def test_training_writes_bf16_model_metrics_and_curves_deterministically(tiny_model, tmp_path):
+    from safetensors.torch import load_file
+
+    metrics, out = _train_tiny(tiny_model, tmp_path, "a")
+    assert metrics["steps"] == 4 and metrics["records"] == 6  # 6 rows / batch 4 -> 2 steps x 2 epochs
+    assert metrics["batch"] == {"global_batch": 4, "per_device": 2, "world_size": 1, "accumulation": 2}
+    assert metrics["non_pad_tokens"] <= metrics["tokens"] and metrics["loss_tokens"] < metrics["non_pad_tokens"]
+    assert metrics["data"]["excluded"] == {"not in mixture": 1, "status refine:truncated": 1}
+    weights = load_file(out / "model" / "model.safetensors")
+    assert {t.dtype for t in weights.values()} == {torch.bfloat16}
+    assert (out / "model" / "tokenizer.json").exists() and not (out / "model" / "training_args.bin").exists()
+    summary = read_json(out / "live" / "metrics.json")
+    assert summary["steps"] == 4 and summary["method"] == "cgd"
+    for name in ("loss", "grad_norm", "learning_rate", "tokens_per_second", "progress"):
+        lines = (out / "live" / "plots" / "metrics" / f"{name}.tsv").read_text().splitlines()
+        assert lines[0] == f"step\t{name}" and len(lines) == 1 + 4, name
+    assert not (out / "ckpt").exists()
+    again, out_b = _train_tiny(tiny_model, tmp_path, "b")
+    assert again["train_loss"] == metrics["train_loss"]
+    assert (out_b / "model" / "model.safetensors").read_bytes() == (out / "model" / "model.safetensors").read_bytes()
+
+
+@pytest.mark.slow
+def test_killed_training_resumes_from_its_checkpoint(tiny_model, tmp_path):
+    """SIGKILL once a checkpoint past step 3 is on disk; the rerun resumes there and ends where an
+    uninterrupted run ends, byte for byte."""
+    data = tmp_path / "cgd_data.jsonl"
+    write_jsonl(data, ROWS)
+    overrides = {"student.model": str(tiny_model), "train.lr": 1e-3, "train.per_device_batch_size": 1,
+                 "train.global_batch_size": 1, "train.epochs": 6, "train.save_steps": 1}
+
+    def cmd(name):
+        return [sys.executable, "-m", "cgd", "train", "--overrides", json.dumps(overrides),
+                "--method", "cgd", "--seed", "0", "--data", str(data),
+                "--model-out", str(tmp_path / name / "model"), "--live-dir", str(tmp_path / name / "live"),
+                "--checkpoint-dir", str(tmp_path / name / "ckpt")]
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(cmd("k"), cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    def saved_steps():
+        return [int(p.name.split("-")[1]) for p in (tmp_path / "k" / "ckpt").glob("checkpoint-*")
+                if (p / "trainer_state.json").exists()]  # complete checkpoints only
+
+    while not any(step >= 3 for step in saved_steps()):
+        assert proc.poll() is None and time.time() < deadline, "training ended before the kill"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    rerun = subprocess.run(cmd("k"), cwd=REPO, env=env, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    subprocess.run(cmd("full"), cwd=REPO, env=env, check=True, capture_output=True)
+    resumed = read_json(tmp_path / "k" / "live" / "metrics.json")
+    assert resumed["resumed_from"] and 3 <= int(resumed["resumed_from"].rsplit("-", 1)[1]) < 36
+    assert resumed["steps"] == 36
+    a = (tmp_path / "k" / "model" / "model.safetensors").read_bytes()
+    b = (tmp_path / "full" / "model" / "model.safetensors").read_bytes()
+    assert a == b
+
+
+@pytest.mark.slow
+def test_train_notebook_through_papermill(tiny_model, tmp_path):
+    import papermill as pm
+
+    data = tmp_path / "cgd_data.jsonl"
+    write_jsonl(data, ROWS)
+    pm.execute_notebook(
+        str(REPO / "notebooks/05_train.ipynb"), str(tmp_path / "05.ipynb"), kernel_name="cgd",
+        progress_bar=False, cwd=str(REPO / "notebooks"),
+        parameters={"overrides": {"student.model": str(tiny_model), "train.global_batch_size": 2},
+                    "method": "cft", "seed": 3, "data_file": str(data),
+                    "model_dir": str(tmp_path / "model"), "live_dir": str(tmp_path / "live")})
+    summary = read_json(tmp_path / "live" / "metrics.json")
+    assert summary["method"] == "cft" and summary["seed"] == 3 and summary["steps"] == 3
+    assert (tmp_path / "model" / "model.safetensors").exists()
