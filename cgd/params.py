@@ -282,13 +282,14 @@ _TEMPLATE = re.compile(r"\$\{([\w.]+)\}")
 
 def resolve_template(text: str, raw: dict) -> str:
     """Fill dvc.yaml's ${section.key} references from the raw params, as DVC does."""
-    def lookup(match):
-        node = raw
-        for part in match.group(1).split("."):
-            node = node[part]
-        return str(node)
+    return _TEMPLATE.sub(lambda match: str(_lookup(raw, match.group(1))), text)
 
-    return _TEMPLATE.sub(lookup, text)
+
+def _lookup(raw: dict, dotted: str):
+    node = raw
+    for part in dotted.split("."):
+        node = node[part]
+    return node
 
 
 def _matrix_items(stage: dict, raw: dict) -> list[dict]:
@@ -301,10 +302,7 @@ def _matrix_items(stage: dict, raw: dict) -> list[dict]:
     axes = {}
     for key, values in matrix.items():
         if isinstance(values, str):  # "${train.methods}": a list from params
-            node = raw
-            for part in _TEMPLATE.fullmatch(values).group(1).split("."):
-                node = node[part]
-            values = node
+            values = _lookup(raw, _TEMPLATE.fullmatch(values).group(1))
         axes[key] = values
     return [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())]
 

@@ -106,14 +106,20 @@ def build(rows: list[dict], method: str, t: Templates) -> tuple[list[dict], dict
     return records, report
 
 
-def token_lengths(record: dict, tokenizer) -> tuple[int, int]:
-    """(prompt tokens, prompt + completion tokens), tokenized as TRL's SFTTrainer does."""
+def token_ids(record: dict, tokenizer) -> tuple[list[int], list[int]]:
+    """(prompt ids, prompt + completion ids), tokenized as TRL's SFTTrainer does."""
     def ids(messages, **kwargs):
         out = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, **kwargs)
         return out["input_ids"]
 
-    return (len(ids(record["prompt"], add_generation_prompt=True)),
-            len(ids(record["prompt"] + record["completion"])))
+    return (ids(record["prompt"], add_generation_prompt=True),
+            ids(record["prompt"] + record["completion"]))
+
+
+def token_lengths(record: dict, tokenizer) -> tuple[int, int]:
+    """(prompt tokens, prompt + completion tokens)."""
+    prompt, full = token_ids(record, tokenizer)
+    return len(prompt), len(full)
 
 
 def fit_length(records: list[dict], tokenizer, max_length: int, overlong: str) -> tuple[list[dict], dict]:
