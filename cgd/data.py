@@ -125,10 +125,10 @@ def dedup_key(question: str) -> str:
     return re.sub(r"\W+", " ", question.lower()).strip()
 
 
-def build_index(benchmark_names: Iterable[str], n: int) -> NgramIndex:
+def build_index(benchmark_names: Iterable[str], n: int, hub_mirror: str | None = None) -> NgramIndex:
     index = NgramIndex(n)
     for name in benchmark_names:
-        for problem in benchmarks.load(name):
+        for problem in benchmarks.load(name, hub_mirror):
             index.add(problem.problem, name)
     return index
 

@@ -134,10 +134,41 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class PassAtKConfig:
+    """Sampled evaluation for pass@k (revised paper: AIME24/25), on top of the greedy pass."""
+
+    benchmarks: list[str]  # each must also be in eval.benchmarks; [] turns sampling off
+    n: int = _range(ge=1, help="samples per problem; pass@k needs n >= every k")
+    k: list[int]
+    temperature: float = _range(gt=0.0, help="sampling needs a positive temperature")
+    top_p: float = _range(gt=0.0, le=1.0)
+
+
+@dataclass(frozen=True)
+class GeneralConfig:
+    """General capability (paper Table 2) through lm-evaluation-harness; its tasks need the hub."""
+
+    # lm-eval task -> the metric reported for it ("metric,filter" as lm-eval names it); {} = off
+    tasks: dict[str, str]
+    model: Literal["hf", "vllm"]  # lm-eval model type
+    batch_size: int = _range(ge=1)
+    limit: int | None = _range(ge=1, help="a positive count of documents per task, or null for all")
+    include_path: str | None  # a folder of extra task YAMLs (custom or local tasks)
+    apply_chat_template: bool
+
+
+@dataclass(frozen=True)
 class EvalConfig:
     # benchmark name -> number of problems to sample (null = all rows)
     benchmarks: dict[str, int | None]
-    generation: GenerationConfig
+    # a local folder of <org>/<name> dataset folders in the hub layout; null = the hub itself
+    hub_mirror: str | None
+    generation: GenerationConfig  # the greedy pass (temperature 0 in the paper)
+    pass_at_k: PassAtKConfig
+    grading_timeout_s: int = _range(ge=1, help="math-verify's per-step limit in whole seconds")
+    grading_workers: int = _range(ge=1)
+    bootstrap_resamples: int = _range(ge=100, help="1000 or more for stable 95% intervals")
+    general: GeneralConfig
 
 
 @dataclass(frozen=True)
@@ -369,6 +400,22 @@ def validate(params: Params, raw: dict, dvc_yaml: str | Path = "dvc.yaml") -> No
             if name not in known:
                 raise ParamsError(f"{key}", f"names unknown benchmark '{name}'",
                                   f"use one of {', '.join(known)}")
+    e = params.eval
+    if e.generation.backend == "reference":
+        raise ParamsError("eval.generation.backend", "is 'reference', which only critiques and refines",
+                          "use transformers, vllm or openai to generate the models' answers")
+    for name in e.pass_at_k.benchmarks:
+        if name not in e.benchmarks:
+            raise ParamsError("eval.pass_at_k.benchmarks", f"names '{name}', which eval.benchmarks lacks",
+                              f"add {name} to eval.benchmarks or remove it here")
+    if e.pass_at_k.benchmarks:
+        too_big = [k for k in e.pass_at_k.k if k < 1 or k > e.pass_at_k.n]
+        if too_big or not e.pass_at_k.k:
+            raise ParamsError("eval.pass_at_k.k", f"is {e.pass_at_k.k}; every k must be in 1..n "
+                              f"(n = {e.pass_at_k.n})", "raise eval.pass_at_k.n or drop the larger k")
+    for key, path in (("eval.hub_mirror", e.hub_mirror), ("eval.general.include_path", e.general.include_path)):
+        if path is not None and not Path(path).is_dir():
+            raise ParamsError(key, f"points to '{path}', which is not a folder", "give a folder, or null")
     for name, n in params.eval.benchmarks.items():
         if n is not None and n < 1:
             raise ParamsError(f"eval.benchmarks.{name}", f"is {n}, out of range: must be >= 1",

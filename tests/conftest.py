@@ -54,3 +54,36 @@ def raw_params() -> dict:
     import yaml
 
     return yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+@pytest.fixture(scope="session")
+def eval_hub_mirror(tmp_path_factory) -> Path:
+    """A local mirror (eval.hub_mirror) of the hub evaluation sets: for each dataset, rows of
+    its real schema in its real file format and place; configs declared in the dataset card's
+    YAML header, as on the hub."""
+    import csv
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = tmp_path_factory.mktemp("eval-hub")
+    spec = json.loads((FIXTURES / "eval_hub_rows.json").read_text())
+    for repo, entry in spec.items():
+        path = root / repo / entry["file"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rows = entry["rows"]
+        if path.suffix == ".parquet":
+            pq.write_table(pa.Table.from_pylist(rows), path)
+        elif path.suffix == ".jsonl":
+            path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        else:
+            with open(path, "w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+        if "config" in entry:
+            (root / repo / "README.md").write_text(
+                "---\nconfigs:\n"
+                f"- config_name: {entry['config']}\n  data_files:\n"
+                f"  - split: {entry['split']}\n    path: {entry['file']}\n---\n")
+    return root

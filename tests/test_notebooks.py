@@ -39,10 +39,11 @@ def test_each_notebook_is_a_stage_writing_its_executed_copy_to_runs(path):
     runs = [s for s in stages.values() if rel in s.get("deps", [])]
     assert runs, f"no dvc.yaml stage depends on {rel}"
     for stage in runs:
-        # One executed copy per stage, or per matrix item under runs/<notebook>/ (stage 05).
-        out = f"runs/{path.stem}/" if "matrix" in stage else f"runs/{path.name}"
+        # One executed copy per stage, or per model under runs/<notebook>/ (stages 05, 06).
+        per_item = f"runs/{path.stem}/" in stage["cmd"]
+        out = f"runs/{path.stem}/" if per_item else f"runs/{path.name}"
         assert "papermill" in stage["cmd"] and rel in stage["cmd"] and out in stage["cmd"]
-        if "matrix" in stage:
+        if per_item:
             out = next(o for o in stage["outs"] if isinstance(o, str) and o.startswith(out))
             assert out in stage["cmd"] and out.endswith(".ipynb")
         assert out in [o if isinstance(o, str) else next(iter(o)) for o in stage["outs"]]

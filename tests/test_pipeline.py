@@ -17,10 +17,11 @@ def test_stage_declares_existing_deps_and_known_params(name, raw_params):
     stage = STAGES[name]
     # A dep is a file in the repo or (inside) an output of an upstream stage.
     outs = P.pipeline_outputs(raw_params, REPO / "dvc.yaml")
-    for dep in stage.get("deps", []):
-        dep = P.resolve_template(dep, raw_params)
-        produced = any(dep == o or dep.startswith(o.rstrip("/") + "/") for o in outs)
-        assert (REPO / dep).exists() or produced, f"{name}: dep {dep} neither exists nor is produced"
+    for item in P._matrix_items(stage, raw_params):
+        for dep in stage.get("deps", []):
+            dep = P.resolve_template(dep, {**raw_params, "item": item})
+            produced = any(dep == o or dep.startswith(o.rstrip("/") + "/") for o in outs)
+            assert (REPO / dep).exists() or produced, f"{name}: dep {dep} neither exists nor is produced"
     assert stage.get("params"), f"{name}: declare the params sections it reads"
     for key in stage["params"]:
         node = raw_params

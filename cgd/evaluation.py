@@ -1,0 +1,258 @@
+"""Stage 06: evaluate a model on the paper's benchmarks (Section 4.1.1, Tables 1-3, 6-8).
+
+A model answers each problem zero-shot with a Qwen2.5-Math-style chain-of-thought prompt (final
+answer in \\boxed{}, a letter for multiple choice): one greedy answer per problem, plus
+`pass_at_k.n` sampled answers on the benchmarks listed there. Generations go into resumable
+shards; grading, statistics and format drift are recomputed from them, so changing how answers
+are graded never regenerates them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from tqdm import tqdm
+
+from cgd import benchmarks, grading, labels, shards, stats
+from cgd.benchmarks import Problem
+from cgd.generation import Backend, Request
+from cgd.params import EvalConfig, GenerationConfig, Params
+
+SYSTEM_MATH = "Please reason step by step, and put your final answer within \\boxed{}."
+SYSTEM_CHOICE = ("Please reason step by step, and put the letter of the correct option within "
+                 "\\boxed{}, for example \\boxed{A}.")
+PROMPT_VERSION = "qwen25-math-cot-v1"
+
+
+def messages(problem: Problem) -> list[dict]:
+    system = SYSTEM_CHOICE if problem.answer_type == "choice" else SYSTEM_MATH
+    return [{"role": "system", "content": system}, {"role": "user", "content": problem.problem}]
+
+
+# ---------------------------------------------------------------- which model
+
+
+@dataclass(frozen=True)
+class EvalModel:
+    name: str  # "base", or a training run "<method>-seed<seed>"
+    path: str  # HF folder or hub id
+
+
+def model_for(params: Params, name: str) -> EvalModel:
+    """The base student, or the model a training run wrote (models/<method>/seed<seed>)."""
+    if name == "base":
+        return EvalModel("base", params.student.model)
+    m = re.fullmatch(r"(\w+)-seed(\d+)", name)
+    if not m or m.group(1) not in params.train.methods:
+        raise ValueError(f"model '{name}' is neither 'base' nor <method>-seed<seed> for a method in "
+                         f"train.methods ({', '.join(params.train.methods)})")
+    return EvalModel(name, f"models/{m.group(1)}/seed{m.group(2)}")
+
+
+def model_digest(path: str) -> str:
+    """Content hash of a local model folder (a retrained model at the same path must not reuse
+    old generations); a hub id stands for itself."""
+    root = Path(path)
+    if not root.is_dir():
+        return path
+    h = hashlib.sha256()
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(root)).encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------- what to generate
+
+
+def load_problems(cfg: EvalConfig, seed: int) -> tuple[dict[str, list[Problem]], dict[str, dict]]:
+    """The sampled problems per benchmark, and per benchmark how many rows it had and left out."""
+    problems, counts = {}, {}
+    for name, n in cfg.benchmarks.items():
+        rows, skipped = benchmarks.load_counted(name, cfg.hub_mirror)
+        problems[name] = benchmarks.sample(rows, n, seed)
+        counts[name] = {"rows": len(rows), "left_out": skipped, "evaluated": len(problems[name])}
+    return problems, counts
+
+
+def plan(problems: dict[str, list[Problem]], cfg: EvalConfig) -> list[dict]:
+    """One item per answer to generate: greedy for every problem, then the sampled answers
+    (sample-major, so an interrupted run has whole passes done)."""
+    items = [{"id": f"{p.id}#greedy", "benchmark": b, "problem_id": p.id, "mode": "greedy", "sample": 0}
+             for b, ps in problems.items() for p in ps]
+    for j in range(cfg.pass_at_k.n if cfg.pass_at_k.benchmarks else 0):
+        items += [{"id": f"{p.id}#s{j}", "benchmark": b, "problem_id": p.id, "mode": "sampled", "sample": j}
+                  for b in cfg.pass_at_k.benchmarks for p in problems[b]]
+    return items
+
+
+def sampled_generation(cfg: EvalConfig) -> GenerationConfig:
+    return replace(cfg.generation, temperature=cfg.pass_at_k.temperature, top_p=cfg.pass_at_k.top_p)
+
+
+def fingerprint(model: EvalModel, digest: str, cfg: EvalConfig, items: list[dict],
+                problems: dict[str, list[Problem]], seed: int) -> str:
+    """What the generations depend on: model content, generation settings, prompts and problems.
+    Grading settings are left out on purpose."""
+    texts = {p.id: messages(p) for ps in problems.values() for p in ps}
+    here = Path(__file__).parent
+    return shards.fingerprint("eval", model.path, digest, cfg.generation, cfg.pass_at_k,
+                              [i["id"] for i in items], texts, PROMPT_VERSION, seed,
+                              shards.file_digest(here / "generation.py"))
+
+
+# ---------------------------------------------------------------- generating
+
+
+def generate(items: list[dict], problems: dict[str, list[Problem]], backend_factory, cfg: EvalConfig,
+             out_dir: str | Path, seed: int, fp: str) -> tuple[list[dict], dict]:
+    """Generate every item, one shard of `generation.batch_size` items at a time; finished shards
+    are kept, so a killed run resumes. Within a shard, each sample index is its own call with
+    its own seed, so repeated samples of a problem differ on every backend."""
+    by_id = {p.id: p for ps in problems.values() for p in ps}
+    size = cfg.generation.batch_size
+    store = shards.ShardStore(out_dir, fp)
+    n_shards = math.ceil(len(items) / size)
+    store.prune(n_shards)
+    todo = [k for k in range(n_shards) if not store.done(k)]
+    run = {"items": len(items), "shards": n_shards, "shards_resumed": n_shards - len(todo),
+           "restarted_on_changed_inputs": store.restarted, "completion_tokens_this_run": 0,
+           "generation_seconds": 0.0}
+    backend: Backend | None = backend_factory() if todo else None
+    gens = {"greedy": cfg.generation, "sampled": sampled_generation(cfg)}
+    for k in tqdm(todo, desc="eval generate", unit="shard", mininterval=5):
+        chunk = items[k * size:(k + 1) * size]
+        groups: dict[tuple, list[int]] = {}
+        for i, item in enumerate(chunk):
+            groups.setdefault((item["mode"], item["sample"]), []).append(i)
+        out: list[dict | None] = [None] * len(chunk)
+        for (mode, sample), idx in groups.items():
+            requests = [Request(chunk[i]["id"], messages(by_id[chunk[i]["problem_id"]])) for i in idx]
+            t0 = time.perf_counter()
+            completions = backend.generate(requests, seed + 1000 * sample + k, gens[mode])
+            run["generation_seconds"] += time.perf_counter() - t0
+            for i, c in zip(idx, completions):
+                run["completion_tokens_this_run"] += c.completion_tokens
+                out[i] = {**chunk[i], "output": c.text, "finish_reason": c.finish_reason,
+                          "completion_tokens": c.completion_tokens, "error": c.error}
+        store.write(k, out)
+    rows = [row for k in range(n_shards) for row in store.read(k)]
+    if [r["id"] for r in rows] != [i["id"] for i in items]:
+        raise RuntimeError(f"eval: shard contents do not match the plan; delete {out_dir}")
+    secs = run["generation_seconds"]
+    run["generation_seconds"] = round(secs, 2)
+    run["completion_tokens_per_s"] = round(run["completion_tokens_this_run"] / secs, 1) if secs else None
+    run["backend"] = backend.name if backend else "none (all shards resumed)"
+    return rows, run
+
+
+# ---------------------------------------------------------------- grading and format drift
+
+# Phrases that grade an answer rather than give one: what CFT trains a model to write.
+_GRADING_LANGUAGE = re.compile(
+    r"\b(?:the (?:student'?s?|given|provided|initial|original|above) (?:answer|solution|response)"
+    r"|(?:solution|answer|response|reasoning) (?:is|was) (?:correct|incorrect|wrong|right|flawed)"
+    r"|critique)\b", re.IGNORECASE)
+
+
+def format_flags(output: str, problem: Problem) -> dict:
+    """Does the output read as a critique (a Conclusion: right/wrong line or grading language),
+    and does it lack a final answer (no \\boxed{} / "the answer is", no option letter)?"""
+    critique_like = labels.conclusion(output) != "missing" or bool(_GRADING_LANGUAGE.search(output or ""))
+    if problem.answer_type == "choice":
+        no_answer = grading.extract_choice(output, problem.n_options) is None
+    else:
+        no_answer = labels.final_answer(output) is None
+    return {"critique_like": critique_like, "no_final_answer": no_answer}
+
+
+def grade_rows(rows: list[dict], problems: dict[str, list[Problem]], cfg: EvalConfig) -> tuple[list[dict], dict]:
+    by_id = {p.id: p for ps in problems.values() for p in ps}
+    items = [(by_id[r["problem_id"]].answer, by_id[r["problem_id"]].answer_type, r["output"],
+              by_id[r["problem_id"]].n_options) for r in rows]
+    t0 = time.perf_counter()
+    verdicts = grading.grade_many(items, cfg.grading_timeout_s, cfg.grading_workers)
+    seconds = time.perf_counter() - t0
+    graded = []
+    for r, v in zip(rows, verdicts):
+        p = by_id[r["problem_id"]]
+        graded.append({**r, "gold": p.answer, "answer_type": p.answer_type, "extracted": v.extracted,
+                       "correct": v.correct, "reason": v.reason, **format_flags(r["output"], p)})
+    return graded, {"samples": len(rows), "seconds": round(seconds, 2),
+                    "samples_per_s": round(len(rows) / seconds, 1) if seconds else None}
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def _pct(num: int, den: int) -> float | None:
+    return round(100 * num / den, 2) if den else None
+
+
+def _drift(rows: list[dict]) -> dict:
+    n = len(rows)
+    return {"outputs": n,
+            "critique_like_pct": _pct(sum(r["critique_like"] for r in rows), n),
+            "no_final_answer_pct": _pct(sum(r["no_final_answer"] for r in rows), n),
+            "drifted_pct": _pct(sum(r["critique_like"] or r["no_final_answer"] for r in rows), n)}
+
+
+def _scores(rows: list[dict]) -> dict[str, float]:
+    return {r["problem_id"]: float(r["correct"]) for r in rows}
+
+
+def benchmark_metrics(samples: list[dict], counts: dict, cfg: EvalConfig, seed: int) -> dict:
+    out = {}
+    for name in cfg.benchmarks:
+        greedy = [r for r in samples if r["benchmark"] == name and r["mode"] == "greedy"]
+        entry = {"title": benchmarks.REGISTRY[name].title, "group": benchmarks.REGISTRY[name].group,
+                 **counts[name],
+                 "accuracy": stats.mean_ci([r["correct"] for r in greedy], cfg.bootstrap_resamples, seed),
+                 "reasons": dict(sorted(Counter(r["reason"] for r in greedy).items())),
+                 "finish": dict(sorted(Counter(r["finish_reason"] for r in greedy).items())),
+                 "format": _drift(greedy)}
+        sampled = [r for r in samples if r["benchmark"] == name and r["mode"] == "sampled"]
+        if sampled:
+            per_problem: dict[str, list[bool]] = {}
+            for r in sampled:
+                per_problem.setdefault(r["problem_id"], []).append(r["correct"])
+            entry["pass_at_k"] = {"n": cfg.pass_at_k.n, **{
+                f"pass@{k}": stats.mean_ci([stats.pass_at_k(len(v), sum(v), k) for v in per_problem.values()],
+                                           cfg.bootstrap_resamples, seed)
+                for k in cfg.pass_at_k.k}}
+        out[name] = entry
+    return out
+
+
+def compare_with_base(samples: list[dict], base_samples: list[dict], cfg: EvalConfig, seed: int) -> dict:
+    """Per benchmark, the paired difference (this model - base) over the problems both answered:
+    greedy accuracy, and pass@1 of the sampled pass where both have one."""
+    out = {}
+    for name in cfg.benchmarks:
+        mine = _scores([r for r in samples if r["benchmark"] == name and r["mode"] == "greedy"])
+        base = _scores([r for r in base_samples if r["benchmark"] == name and r["mode"] == "greedy"])
+        common = sorted(set(mine) & set(base))
+        out[name] = stats.paired_difference([mine[i] for i in common], [base[i] for i in common],
+                                            cfg.bootstrap_resamples, seed)
+    return out
+
+
+def summary(name: str, path: str, per_benchmark: dict, samples: list[dict]) -> dict:
+    """Headline numbers: the plain mean accuracy of each paper group over the benchmarks run
+    (the paper's Avg. columns), and format drift over all greedy outputs."""
+    groups = {}
+    for g in (1, 2):
+        members = [b for b, m in per_benchmark.items() if m["group"] == g and m["accuracy"]["mean"] is not None]
+        if members:
+            groups[f"group{g}"] = {"benchmarks": members, "mean_accuracy": round(
+                sum(per_benchmark[b]["accuracy"]["mean"] for b in members) / len(members), 2)}
+    return {"model": name, "path": path, "groups": groups,
+            "format_drift": _drift([r for r in samples if r["mode"] == "greedy"])}

@@ -1,0 +1,172 @@
+"""Stage 06 on the tiny model: generation shards, grading, metrics, format drift, lm-eval."""
+
+from dataclasses import replace
+
+import pytest
+
+from cgd import evaluation, general
+from cgd import params as P
+from cgd.benchmarks import Problem
+from cgd.generation import make_backend
+from cgd.io import read_json, read_jsonl
+
+REPO_NOTEBOOK = "notebooks/06_eval.ipynb"
+
+
+def _cfg(tiny_model, mirror, **extra):
+    overrides = {"student.model": str(tiny_model), "eval.hub_mirror": str(mirror),
+                 "eval.benchmarks": {"gsm8k": 2, "aime24": 2, "gpqa": 2},
+                 "data.decontamination.benchmarks": ["gsm8k", "aime24", "gpqa"],
+                 "eval.pass_at_k.benchmarks": ["aime24"], "eval.pass_at_k.n": 3, "eval.pass_at_k.k": [1, 3],
+                 "eval.generation.max_new_tokens": 12, "eval.generation.batch_size": 4,
+                 "eval.bootstrap_resamples": 200, **extra}
+    return P.load("params.yaml", overrides)
+
+
+def _run(cfg, model_path, out_dir):
+    target = evaluation.EvalModel("base", str(model_path))
+    problems, counts = evaluation.load_problems(cfg.eval, cfg.seed)
+    items = evaluation.plan(problems, cfg.eval)
+    fp = evaluation.fingerprint(target, evaluation.model_digest(target.path), cfg.eval, items, problems, cfg.seed)
+    model_cfg = replace(cfg.student, model=target.path)
+    rows, report = evaluation.generate(
+        items, problems, lambda: make_backend("eval", "student", cfg.eval.generation, model_cfg, cfg.seed),
+        cfg.eval, out_dir, cfg.seed, fp)
+    return problems, counts, rows, report
+
+
+def test_plan_generate_resume_and_restart(tiny_model, eval_hub_mirror, tmp_path):
+    cfg = _cfg(tiny_model, eval_hub_mirror)
+    problems, _, rows, report = _run(cfg, tiny_model, tmp_path / "out")
+    # 6 greedy answers, then 3 sampled passes over the 2 AIME problems
+    assert [r["mode"] for r in rows] == ["greedy"] * 6 + ["sampled"] * 6
+    assert report["shards"] == 3 and report["shards_resumed"] == 0
+    sampled = [r["output"] for r in rows if r["problem_id"] == "aime24-60" and r["mode"] == "sampled"]
+    assert len(set(sampled)) == 3, "each sample of a problem must be drawn with its own seed"
+    # Rerun: every shard is reused, nothing is generated, rows are identical.
+    _, _, again, report2 = _run(cfg, tiny_model, tmp_path / "out")
+    assert again == rows and report2["shards_resumed"] == 3 and report2["backend"].startswith("none")
+    # A different model at the same settings starts over instead of reusing the shards.
+    other = tmp_path / "other"
+    other.mkdir()
+    for f in tiny_model.iterdir():
+        (other / f.name).write_bytes(f.read_bytes())
+    (other / "config.json").write_text((tiny_model / "config.json").read_text().replace("}", ' }', 1))
+    _, _, _, report3 = _run(cfg, other, tmp_path / "out")
+    assert report3["restarted_on_changed_inputs"] and report3["shards_resumed"] == 0
+
+
+def test_metrics_from_graded_samples(tiny_model, eval_hub_mirror, tmp_path):
+    cfg = _cfg(tiny_model, eval_hub_mirror)
+    problems, counts, rows, _ = _run(cfg, tiny_model, tmp_path / "out")
+    # Replace the tiny model's noise with known answers so the numbers can be checked.
+    by_id = {p.id: p for ps in problems.values() for p in ps}
+    for i, r in enumerate(rows):
+        gold = by_id[r["problem_id"]].answer
+        right = i % 2 == 0
+        r["output"] = f"Reasoning... \\boxed{{{gold if right else 'Z' if r['benchmark'] == 'gpqa' else '-1'}}}"
+    samples, grade_report = evaluation.grade_rows(rows, problems, cfg.eval)
+    assert grade_report["samples"] == 12
+    assert [s["correct"] for s in samples[:6]] == [True, False] * 3
+    assert samples[0]["extracted"] and samples[0]["reason"] == "correct"
+    assert samples[5]["reason"] == "no_answer"  # gpqa: "Z" is not an option letter
+    m = evaluation.benchmark_metrics(samples, counts, cfg.eval, cfg.seed)
+    assert m["gsm8k"]["accuracy"]["mean"] == 50.0 and m["gsm8k"]["accuracy"]["n"] == 2
+    assert m["gsm8k"]["reasons"] == {"correct": 1, "wrong": 1}
+    assert m["aime24"]["pass_at_k"]["pass@1"]["mean"] == 50.0
+    # aime24-60's samples are rows 6, 8, 10 (all right); aime24-61's are 7, 9, 11 (all wrong)
+    assert m["aime24"]["pass_at_k"]["pass@3"]["mean"] == 50.0
+    assert m["gpqa"]["format"]["no_final_answer_pct"] == 50.0
+    assert counts["gpqa"] == {"rows": 2, "left_out": {}, "evaluated": 2}
+    worse = [dict(s, correct=False) for s in samples]
+    vs = evaluation.compare_with_base(samples, worse, cfg.eval, cfg.seed)
+    assert vs["gsm8k"]["diff"] == 50.0 and vs["gsm8k"]["wins"] == 1 and vs["gsm8k"]["losses"] == 0
+    summary = evaluation.summary("base", str(tiny_model), m, samples)
+    assert summary["groups"]["group1"]["benchmarks"] == ["gsm8k", "aime24"]
+    assert summary["groups"]["group2"]["mean_accuracy"] == m["gpqa"]["accuracy"]["mean"]
+
+
+GSM = Problem("gsm8k", "g1", "q", "72", "number")
+MC = Problem("gpqa", "m1", "q\n\n(A) x\n(B) y", "A", "choice", 2)
+
+
+@pytest.mark.parametrize("output,problem,critique_like,no_answer", [
+    ("Natalia sold 48 + 24 = 72 clips. The final answer is \\boxed{72}.", GSM, False, False),
+    ("The student's answer is wrong: 48/2 = 24, not 26.\n\nConclusion: wrong", GSM, True, True),
+    ("The solution is correct. Conclusion: right", GSM, True, True),
+    ("Step 1 checks out, so the answer is \\boxed{72}. Critique: none needed.", GSM, True, False),
+    ("She sold 72 clips in total", GSM, False, True),
+    ("Option A fits, \\boxed{A}", MC, False, False),
+    ("Both options look plausible.", MC, False, True),
+])
+def test_format_drift_flags(output, problem, critique_like, no_answer):
+    assert evaluation.format_flags(output, problem) == {"critique_like": critique_like,
+                                                        "no_final_answer": no_answer}
+
+
+def test_model_names(raw_params):
+    cfg = P.from_dict(raw_params)
+    assert evaluation.model_for(cfg, "base").path == cfg.student.model
+    assert evaluation.model_for(cfg, "cgd-seed0") == evaluation.EvalModel("cgd-seed0", "models/cgd/seed0")
+    with pytest.raises(ValueError, match="train.methods"):
+        evaluation.model_for(cfg, "rlhf-seed0")
+
+
+def test_eval_params_are_validated(raw_params):
+    raw_params["eval"]["pass_at_k"]["benchmarks"] = ["aime24"]
+    with pytest.raises(P.ParamsError, match="eval.pass_at_k.benchmarks"):
+        P.from_dict(raw_params)
+    raw_params["eval"]["benchmarks"]["aime24"] = 5
+    raw_params["data"]["decontamination"]["benchmarks"].append("aime24")
+    raw_params["eval"]["pass_at_k"]["k"] = [1, 32]
+    with pytest.raises(P.ParamsError, match="eval.pass_at_k.k"):
+        P.from_dict(raw_params)
+    raw_params["eval"]["pass_at_k"]["k"] = [1, 4]
+    P.from_dict(raw_params)
+    raw_params["eval"]["generation"]["backend"] = "reference"
+    with pytest.raises(P.ParamsError, match="eval.generation.backend"):
+        P.from_dict(raw_params)
+
+
+def test_lm_eval_runs_a_local_custom_task(tiny_model):
+    cfg = P.load("params.yaml", {"student.model": str(tiny_model)})
+    gcfg = replace(cfg.eval.general, tasks={"cgd_local_mc": "acc,none", "cgd_local_gen": "exact_match,none"},
+                   include_path="tests/fixtures/lm_eval_tasks", batch_size=4)
+    out = general.run(str(tiny_model), gcfg, cfg.student, seed=0, dtype="float32", device="cpu")
+    assert out["cgd_local_mc"]["docs"] == 6 and 0 <= out["cgd_local_mc"]["value"] <= 100
+    assert out["cgd_local_mc"]["stderr"] is not None
+    assert out["cgd_local_gen"]["metric"] == "exact_match,none"
+    bad = replace(gcfg, tasks={"cgd_local_mc": "f1,none"})
+    with pytest.raises(KeyError, match="reported no 'f1,none'"):
+        general.run(str(tiny_model), bad, cfg.student, seed=0, dtype="float32", device="cpu")
+
+
+@pytest.mark.slow
+def test_eval_notebook_end_to_end(tiny_model, eval_hub_mirror, tmp_path):
+    import papermill as pm
+
+    overrides = {"student.model": str(tiny_model), "eval.hub_mirror": str(eval_hub_mirror),
+                 "eval.benchmarks": {"gsm8k": 3, "math500": 2, "aime24": 2, "mmlu_pro": 2},
+                 "data.decontamination.benchmarks": ["gsm8k", "math500", "aime24", "mmlu_pro"],
+                 "eval.pass_at_k.benchmarks": ["aime24"], "eval.pass_at_k.n": 2, "eval.pass_at_k.k": [1, 2],
+                 "eval.generation.max_new_tokens": 8, "eval.bootstrap_resamples": 200,
+                 "eval.general.tasks": {"cgd_local_mc": "acc,none"},
+                 "eval.general.include_path": "tests/fixtures/lm_eval_tasks"}
+    for model in ("base", "cgd-seed0"):
+        pm.execute_notebook(
+            REPO_NOTEBOOK, str(tmp_path / f"{model}.ipynb"), kernel_name="cgd", progress_bar=False,
+            cwd="notebooks",
+            parameters={"overrides": overrides, "model": model, "model_path": str(tiny_model),
+                        "out_dir": str(tmp_path / model), "metrics_file": str(tmp_path / f"{model}.json"),
+                        "base_samples": str(tmp_path / "base" / "samples.jsonl")})
+    base, cgd = read_json(tmp_path / "base.json"), read_json(tmp_path / "cgd-seed0.json")
+    assert set(base["benchmarks"]) == {"gsm8k", "math500", "aime24", "mmlu_pro"}
+    for name, m in cgd["benchmarks"].items():
+        assert m["accuracy"]["n"] == m["evaluated"]
+        assert set(m["format"]) == {"outputs", "critique_like_pct", "no_final_answer_pct", "drifted_pct"}
+        assert cgd["vs_base"][name]["n"] == m["evaluated"]
+        assert cgd["vs_base"][name]["diff"] == 0.0  # same weights, greedy: identical answers
+    assert "pass@2" in cgd["benchmarks"]["aime24"]["pass_at_k"]
+    assert base["vs_base"] is None and base["general"]["cgd_local_mc"]["docs"] == 6
+    samples = list(read_jsonl(tmp_path / "cgd-seed0" / "samples.jsonl"))
+    assert len(samples) == 9 + 4 and {"extracted", "correct", "reason", "gold"} <= set(samples[0])
