@@ -1,0 +1,150 @@
+"""Paper tables rebuilt from stage-06 metrics, each cell beside the number the paper reports.
+
+A run's cell is the mean over its seeds. The interval is the run's bootstrap 95% CI for a single
+seed, or a t-interval over seeds when there are several (Appendix A reports means over three
+seeds). A benchmark or method without metrics reads "not run": nothing is filled in from the paper.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from cgd import benchmarks, paper
+from cgd.io import read_json
+
+NOT_RUN = "not run"
+METHOD_TITLES = {"base": "Base", "sft": "+ SFT", "distilled_sft": "+ Distilled SFT", "cft": "+ CFT",
+                 "cgd": "+ CGD", "cgd_no_critique": "+ CGD w/o critique",
+                 "delta_cgd_minus_cft": "Δ = CGD − CFT"}
+
+
+@dataclass(frozen=True)
+class Cell:
+    run: float | None  # this run, percent
+    ci_low: float | None
+    ci_high: float | None
+    paper: float | None
+
+    @property
+    def diff(self) -> float | None:
+        return None if self.run is None or self.paper is None else round(self.run - self.paper, 1)
+
+    def text(self) -> str:
+        run = NOT_RUN if self.run is None else f"{self.run:.1f}"
+        if self.run is not None and self.ci_low is not None:
+            run += f" [{self.ci_low:.1f}, {self.ci_high:.1f}]"
+        paper_ = "–" if self.paper is None else f"{self.paper:.1f}"
+        diff = "" if self.diff is None else f" ({self.diff:+.1f})"
+        return f"{run} / {paper_}{diff}"
+
+
+def load_eval_metrics(folder: str | Path = "metrics/eval") -> dict[str, dict]:
+    """model name ("base", "<method>-seed<seed>") -> its metrics/eval JSON."""
+    return {p.stem: read_json(p) for p in sorted(Path(folder).glob("*.json"))}
+
+
+def by_method(metrics: dict[str, dict]) -> dict[str, list[dict]]:
+    """Group runs by method; the base model is its own method."""
+    out: dict[str, list[dict]] = {}
+    for name, m in metrics.items():
+        method = "base" if name == "base" else re.fullmatch(r"(\w+)-seed\d+", name).group(1)
+        out.setdefault(method, []).append(m)
+    return out
+
+
+def _over_seeds(values: list[tuple[float, float | None, float | None]]) -> tuple:
+    from scipy import stats as st
+
+    means = [v[0] for v in values]
+    mean = sum(means) / len(means)
+    if len(values) == 1:
+        return means[0], values[0][1], values[0][2]
+    sem = st.sem(means)
+    if sem == 0:
+        return mean, mean, mean
+    lo, hi = st.t.interval(0.95, len(means) - 1, loc=mean, scale=sem)
+    return mean, float(lo), float(hi)
+
+
+def run_value(runs: list[dict], bench: str) -> tuple[float | None, float | None, float | None]:
+    """(mean, ci_low, ci_high) of a benchmark's accuracy, or of a group's plain mean ("avg_group1/2",
+    the paper's Avg. columns; no interval)."""
+    values = []
+    for m in runs:
+        if bench.startswith("avg_group"):
+            # The paper's Avg. is over the whole group: a run that skipped a member has no Avg.
+            members = paper.GROUP1 if bench == "avg_group1" else paper.GROUP2
+            accs = [m.get("benchmarks", {}).get(b, {}).get("accuracy", {}).get("mean") for b in members]
+            if any(a is None for a in accs):
+                return None, None, None
+            values.append((sum(accs) / len(accs), None, None))
+        else:
+            acc = m.get("benchmarks", {}).get(bench, {}).get("accuracy")
+            if not acc or acc.get("mean") is None:
+                return None, None, None
+            values.append((acc["mean"], acc.get("ci_low"), acc.get("ci_high")))
+    return _over_seeds(values) if values else (None, None, None)
+
+
+def table1(metrics: dict[str, dict], paper_rows: list[dict], paper_model: str) -> tuple[list[str], dict]:
+    """Paper Table 1 layout: Group 1, its Avg., Group 2, its Avg.; rows base, methods, Δ = CGD − CFT.
+    Returns the column keys and {method: {column: Cell}}."""
+    group1 = [b for b in paper.GROUP1]
+    group2 = [b for b in paper.GROUP2]
+    columns = group1 + ["avg_group1"] + group2 + ["avg_group2"]
+    reported = {(r["method"], r["benchmark"]): r["value"] for r in paper_rows
+                if r["table"] == "table1" and r["model"] == paper_model and r["setting"] == ""}
+    runs = by_method(metrics)
+    rows: dict[str, dict[str, Cell]] = {}
+    for method in ["base", "sft", "distilled_sft", "cft", "cgd"]:
+        rows[method] = {}
+        for col in columns:
+            mean, lo, hi = run_value(runs.get(method, []), col) if method in runs else (None, None, None)
+            rows[method][col] = Cell(None if mean is None else round(mean, 1),
+                                     None if lo is None else round(lo, 1),
+                                     None if hi is None else round(hi, 1), reported.get((method, col)))
+    rows["delta_cgd_minus_cft"] = {}
+    for col in columns:
+        cgd, cft = rows["cgd"][col].run, rows["cft"][col].run
+        rows["delta_cgd_minus_cft"][col] = Cell(None if cgd is None or cft is None else round(cgd - cft, 1),
+                                                None, None, reported.get(("delta_cgd_minus_cft", col)))
+    return columns, rows
+
+
+def column_title(key: str) -> str:
+    if key in benchmarks.REGISTRY:
+        return benchmarks.REGISTRY[key].title
+    return {"avg_group1": "Avg. (G1)", "avg_group2": "Avg. (G2)", "avg": "Avg."}.get(key, key)
+
+
+def to_frame(columns: list[str], rows: dict[str, dict[str, Cell]]):
+    """A DataFrame of "this run [CI] / paper (diff)" strings, for Markdown and LaTeX."""
+    import pandas as pd
+
+    return pd.DataFrame([{"Method": METHOD_TITLES.get(m, m), **{column_title(c): cells[c].text() for c in columns}}
+                         for m, cells in rows.items()])
+
+
+def to_long(columns: list[str], rows: dict[str, dict[str, Cell]]):
+    """One line per cell with numbers (the CSV), so a test or a reader can check every value."""
+    import pandas as pd
+
+    return pd.DataFrame([{"method": m, "column": c, "run": cell.run, "ci_low": cell.ci_low,
+                          "ci_high": cell.ci_high, "paper": cell.paper, "diff": cell.diff}
+                         for m, cells in rows.items() for c, cell in ((c, cells[c]) for c in columns)])
+
+
+def write(name: str, columns: list[str], rows: dict[str, dict[str, Cell]], folder: str | Path) -> list[Path]:
+    """figures/<name>.md, .tex and .csv; returns the paths written."""
+    from cgd.io import _atomic_write
+
+    folder = Path(folder)
+    frame = to_frame(columns, rows)
+    out = {folder / f"{name}.md": frame.to_markdown(index=False) + "\n",
+           folder / f"{name}.tex": frame.to_latex(index=False),
+           folder / f"{name}.csv": to_long(columns, rows).to_csv(index=False)}
+    for path, text in out.items():
+        _atomic_write(path, lambda fh, text=text: fh.write(text))
+    return list(out)

@@ -1,0 +1,59 @@
+"""Paper tables from stage-06 metrics: every cell equals the metrics it comes from."""
+
+import pandas as pd
+import pytest
+
+from cgd import paper, tables
+
+
+def _metrics(acc: dict[str, float], ci: float = 5.0) -> dict:
+    return {"benchmarks": {b: {"accuracy": {"n": 20, "mean": v, "ci_low": v - ci, "ci_high": v + ci}}
+                           for b, v in acc.items()}}
+
+
+FULL = {"math500": 20.0, "minerva": 10.0, "gsm8k": 40.0, "olympiadbench": 5.0, "amc23": 25.0}
+
+
+@pytest.fixture
+def metrics():
+    return {
+        "base": _metrics({"gsm8k": 10.0, "math500": 20.0}),
+        "cft-seed0": _metrics({"gsm8k": 12.0, "math500": 18.0}),
+        "cgd-seed0": _metrics({**FULL, "gsm8k": 30.0, "math500": 24.0}),
+        "cgd-seed1": _metrics({**FULL, "gsm8k": 34.0, "math500": 26.0}),
+    }
+
+
+def test_table1_cells_equal_their_metrics(metrics):
+    columns, rows = tables.table1(metrics, paper.load(), "LLaMA3.1-8B Instruct")
+    assert columns[:6] == ["math500", "minerva", "gsm8k", "olympiadbench", "amc23", "avg_group1"]
+    base = rows["base"]["gsm8k"]
+    assert (base.run, base.ci_low, base.ci_high) == (10.0, 5.0, 15.0)  # one run: its bootstrap CI
+    assert base.paper == 85.3 and base.diff == -75.3
+    cgd = rows["cgd"]["gsm8k"]
+    assert cgd.run == 32.0 and cgd.ci_low < 32.0 < cgd.ci_high  # two seeds: mean, t-interval
+    # Avg. over all five Group-1 benchmarks, mean over seeds: (18.8 + 20.0) / 2
+    assert rows["cgd"]["avg_group1"].run == 19.4
+    assert rows["base"]["avg_group1"].run is None  # base ran 2 of the 5: no Avg.
+    assert rows["delta_cgd_minus_cft"]["gsm8k"].run == 20.0
+    assert rows["delta_cgd_minus_cft"]["gsm8k"].paper == 0.9
+
+
+def test_missing_runs_and_benchmarks_read_not_run(metrics):
+    columns, rows = tables.table1(metrics, paper.load(), "LLaMA3.1-8B Instruct")
+    assert rows["sft"]["gsm8k"].run is None and rows["sft"]["gsm8k"].paper == 80.7
+    assert rows["base"]["amc23"].run is None and rows["base"]["avg_group2"].run is None
+    frame = tables.to_frame(columns, rows)
+    assert frame.loc[frame.Method == "+ SFT", "GSM8K"].item() == "not run / 80.7"
+    assert frame.loc[frame.Method == "Base", "GSM8K"].item() == "10.0 [5.0, 15.0] / 85.3 (-75.3)"
+
+
+def test_written_files_hold_the_same_numbers(metrics, tmp_path):
+    columns, rows = tables.table1(metrics, paper.load(), "LLaMA3.1-8B Instruct")
+    paths = tables.write("table1", columns, rows, tmp_path)
+    assert sorted(p.suffix for p in paths) == [".csv", ".md", ".tex"]
+    csv = pd.read_csv(tmp_path / "table1.csv")
+    row = csv[(csv.method == "cft") & (csv.column == "math500")].iloc[0]
+    assert (row["run"], row["paper"], row["diff"]) == (18.0, 51.8, -33.8)
+    assert "not run" in (tmp_path / "table1.md").read_text()
+    assert "\\begin{tabular}" in (tmp_path / "table1.tex").read_text()
