@@ -88,6 +88,66 @@ def run_value(runs: list[dict], bench: str) -> tuple[float | None, float | None,
     return _over_seeds(values) if values else (None, None, None)
 
 
+def _cell(runs: list[dict], col: str, paper_value: float | None) -> Cell:
+    mean, lo, hi = run_value(runs, col) if runs else (None, None, None)
+    r = lambda v: None if v is None else round(v, 1)  # noqa: E731
+    return Cell(r(mean), r(lo), r(hi), paper_value)
+
+
+GENERAL = ["ifeval", "musr", "truthfulqa", "bbh"]  # Table 2 columns; lm-eval task names contain them
+
+
+def general_value(runs: list[dict], column: str) -> tuple[float | None, float | None, float | None]:
+    """Table 2 cell: the lm-eval task whose name contains `column`, mean over seeds; a single run's
+    interval is its value +- 1.96 standard errors."""
+    values = []
+    for m in runs:
+        hits = [v for task, v in (m.get("general") or {}).items() if column in task and isinstance(v, dict)]
+        if not hits:
+            return None, None, None
+        v = hits[0]
+        se = v.get("stderr")
+        values.append((v["value"], None if se is None else v["value"] - 1.96 * se,
+                       None if se is None else v["value"] + 1.96 * se))
+    return _over_seeds(values) if values else (None, None, None)
+
+
+def table2(metrics: dict[str, dict], paper_rows: list[dict], paper_model: str) -> tuple[list[str], dict]:
+    """Paper Table 2: IFEval, MUSR, TruthfulQA, BBH per method (lm-evaluation-harness)."""
+    reported = {(r["method"], r["benchmark"]): r["value"] for r in paper_rows
+                if r["table"] == "table2" and r["model"] == paper_model}
+    runs = by_method(metrics)
+    rows = {}
+    for method in ["base", "sft", "distilled_sft", "cft", "cgd"]:
+        rows[method] = {}
+        for col in GENERAL:
+            mean, lo, hi = general_value(runs.get(method, []), col) if method in runs else (None, None, None)
+            r = lambda v: None if v is None else round(v, 1)  # noqa: E731
+            paper_method = "cft_gpt4o" if method == "cft" else method  # the paper's Table 2 CFT row
+            rows[method][col] = Cell(r(mean), r(lo), r(hi), reported.get((paper_method, col)))
+    return GENERAL, rows
+
+
+def table4(runs_by_lr: dict[float, dict[str, dict]], paper_rows: list[dict]) -> tuple[list[str], dict]:
+    """Paper Table 4: CGD and CFT at each learning rate (rows "cft@1e-06"), over MATH500 ...
+    TheoremQA and their plain mean. `runs_by_lr` maps a learning rate to the eval metrics of the
+    runs trained with it; the paper's two rates are always listed, "not run" until a sweep fills them."""
+    columns = ["math500", "minerva", "gsm8k", "olympiadbench", "amc23", "theoremqa", "avg"]
+    reported = {(r["method"], float(r["setting"].removeprefix("lr=")), r["benchmark"]): r["value"]
+                for r in paper_rows if r["table"] == "table4"}
+    rates = sorted({lr for _, lr, _ in reported} | set(runs_by_lr))
+    rows = {}
+    for method in ("cft", "cgd"):
+        for lr in rates:
+            runs = by_method(runs_by_lr.get(lr, {})).get(method, [])
+            cells = {c: _cell(runs, c, reported.get((method, lr, c))) for c in columns[:-1]}
+            vals = [cells[c].run for c in columns[:-1]]
+            avg = None if any(v is None for v in vals) else round(sum(vals) / len(vals), 1)
+            cells["avg"] = Cell(avg, None, None, reported.get((method, lr, "avg")))
+            rows[f"{method}@{lr:g}"] = cells
+    return columns, rows
+
+
 def table1(metrics: dict[str, dict], paper_rows: list[dict], paper_model: str) -> tuple[list[str], dict]:
     """Paper Table 1 layout: Group 1, its Avg., Group 2, its Avg.; rows base, methods, Δ = CGD − CFT.
     Returns the column keys and {method: {column: Cell}}."""
@@ -99,12 +159,7 @@ def table1(metrics: dict[str, dict], paper_rows: list[dict], paper_model: str) -
     runs = by_method(metrics)
     rows: dict[str, dict[str, Cell]] = {}
     for method in ["base", "sft", "distilled_sft", "cft", "cgd"]:
-        rows[method] = {}
-        for col in columns:
-            mean, lo, hi = run_value(runs.get(method, []), col) if method in runs else (None, None, None)
-            rows[method][col] = Cell(None if mean is None else round(mean, 1),
-                                     None if lo is None else round(lo, 1),
-                                     None if hi is None else round(hi, 1), reported.get((method, col)))
+        rows[method] = {col: _cell(runs.get(method, []), col, reported.get((method, col))) for col in columns}
     rows["delta_cgd_minus_cft"] = {}
     for col in columns:
         cgd, cft = rows["cgd"][col].run, rows["cft"][col].run
@@ -116,15 +171,22 @@ def table1(metrics: dict[str, dict], paper_rows: list[dict], paper_model: str) -
 def column_title(key: str) -> str:
     if key in benchmarks.REGISTRY:
         return benchmarks.REGISTRY[key].title
-    return {"avg_group1": "Avg. (G1)", "avg_group2": "Avg. (G2)", "avg": "Avg."}.get(key, key)
+    return {"avg_group1": "Avg. (G1)", "avg_group2": "Avg. (G2)", "avg": "Avg.", "ifeval": "IFEval",
+            "musr": "MUSR", "truthfulqa": "TruthfulQA", "bbh": "BBH"}.get(key, key)
 
 
 def to_frame(columns: list[str], rows: dict[str, dict[str, Cell]]):
     """A DataFrame of "this run [CI] / paper (diff)" strings, for Markdown and LaTeX."""
     import pandas as pd
 
-    return pd.DataFrame([{"Method": METHOD_TITLES.get(m, m), **{column_title(c): cells[c].text() for c in columns}}
+    return pd.DataFrame([{"Method": method_title(m), **{column_title(c): cells[c].text() for c in columns}}
                          for m, cells in rows.items()])
+
+
+def method_title(key: str) -> str:
+    method, _, lr = key.partition("@")
+    title = METHOD_TITLES.get(method, method)
+    return f"{title.removeprefix('+ ')} (LR = {lr})" if lr else title
 
 
 def to_long(columns: list[str], rows: dict[str, dict[str, Cell]]):

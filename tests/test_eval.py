@@ -170,3 +170,26 @@ def test_eval_notebook_end_to_end(tiny_model, eval_hub_mirror, tmp_path):
     assert base["vs_base"] is None and base["general"]["cgd_local_mc"]["docs"] == 6
     samples = list(read_jsonl(tmp_path / "cgd-seed0" / "samples.jsonl"))
     assert len(samples) == 9 + 4 and {"extracted", "correct", "reason", "gold"} <= set(samples[0])
+
+    # Stage 07 on these metrics: table cells equal the metrics JSON, absent inputs read "not run".
+    evals = tmp_path / "eval"
+    evals.mkdir()
+    for model in ("base", "cgd-seed0"):
+        (evals / f"{model}.json").write_text((tmp_path / f"{model}.json").read_text())
+    pm.execute_notebook(
+        "notebooks/07_figures.ipynb", str(tmp_path / "07.ipynb"), kernel_name="cgd", progress_bar=False,
+        cwd="notebooks", parameters={"overrides": overrides, "eval_dir": str(evals),
+                                     "train_dir": str(tmp_path / "no-training"), "out_dir": str(tmp_path / "fig")})
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "fig" / "table1.csv")
+    for method, metrics in (("base", base), ("cgd", cgd)):
+        for bench in ("gsm8k", "math500"):
+            cell = table[(table.method == method) & (table.column == bench)].iloc[0]
+            assert cell["run"] == round(metrics["benchmarks"][bench]["accuracy"]["mean"], 1)
+            assert cell["ci_low"] == round(metrics["benchmarks"][bench]["accuracy"]["ci_low"], 1)
+    assert table[(table.method == "sft") & (table.column == "gsm8k")]["run"].isna().all()
+    index = (tmp_path / "fig" / "INDEX.md").read_text()
+    assert "| Fig. 8 | — | not run |" in index and "| Table 2 | — | not run |" in index
+    assert "| Table 1 |" in index and "partial: 3 of 8 benchmarks" in index  # gsm8k, math500, mmlu_pro
+    assert (tmp_path / "fig" / "fig2_methods.png").exists() and (tmp_path / "fig" / "format_drift.pdf").exists()

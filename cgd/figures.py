@@ -1,0 +1,186 @@
+"""Stage 07: the paper's figures from pipeline outputs, with one colour per method everywhere.
+
+Each figure reads only metrics the pipeline wrote (stage 05's DVCLive curves, stage 06's metrics);
+a figure whose inputs do not exist is not drawn, and INDEX.md says "not run" and what enables it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cgd import benchmarks, tables
+
+METHODS = ["base", "sft", "distilled_sft", "cft", "cgd", "cgd_no_critique"]
+LABELS = {"base": "Base", "sft": "SFT", "distilled_sft": "Distilled SFT", "cft": "CFT", "cgd": "CGD",
+          "cgd_no_critique": "CGD w/o critique"}
+
+
+def palette() -> dict[str, tuple]:
+    """The same colour for a method in every figure (seaborn's colour-blind palette)."""
+    import seaborn as sns
+
+    return dict(zip(METHODS, sns.color_palette("colorblind", len(METHODS))))
+
+
+def save(fig, stem: str | Path, formats: list[str], dpi: int) -> list[Path]:
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for fmt in formats:
+        path = stem.with_suffix(f".{fmt}")
+        fig.savefig(path, dpi=dpi, bbox_inches="tight", metadata={"Date": None} if fmt == "pdf" else None)
+        paths.append(path)
+    return paths
+
+
+def accuracy_frame(metrics: dict[str, dict]):
+    """One row per (method, benchmark) with the seed-mean accuracy and its 95% CI (percent)."""
+    import pandas as pd
+
+    runs = tables.by_method(metrics)
+    names = [b for b in benchmarks.REGISTRY if any(b in m.get("benchmarks", {}) for m in metrics.values())]
+    rows = []
+    for method in [m for m in METHODS if m in runs]:
+        for bench in names:
+            mean, lo, hi = tables.run_value(runs[method], bench)
+            if mean is not None:
+                rows.append({"method": method, "benchmark": bench, "title": benchmarks.REGISTRY[bench].title,
+                             "accuracy": mean, "ci_low": lo if lo is not None else mean,
+                             "ci_high": hi if hi is not None else mean, "seeds": len(runs[method])})
+    return pd.DataFrame(rows)
+
+
+def method_bars(frame, methods: list[str], title: str):
+    """Grouped bars: benchmarks on x, one bar per method, 95% CIs as error bars."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="paper")
+    colours = palette()
+    frame = frame[frame.method.isin(methods)]
+    benches = list(dict.fromkeys(frame.title))
+    present = [m for m in methods if m in set(frame.method)]
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.4 * len(benches) + 1.5), 3.4))
+    width = 0.8 / max(len(present), 1)
+    for i, method in enumerate(present):
+        d = frame[frame.method == method].set_index("title").reindex(benches)
+        x = np.arange(len(benches)) + (i - (len(present) - 1) / 2) * width
+        err = np.vstack([(d.accuracy - d.ci_low).fillna(0), (d.ci_high - d.accuracy).fillna(0)])
+        ax.bar(x, d.accuracy, width, color=colours[method], label=LABELS[method], yerr=err, capsize=2,
+               error_kw={"elinewidth": 0.8})
+        ax.bar_label(ax.containers[-1], fmt="%.0f", padding=2, fontsize="x-small")
+    ax.set_xticks(np.arange(len(benches)), benches)
+    # Headroom over the highest CI instead of a fixed 0-100, so small accuracies stay legible.
+    top = min(100.0, max(10.0, float(frame.ci_high.max()) * 1.2 + 2)) if len(frame) else 100.0
+    ax.set(ylabel="accuracy (%), 95% CI", ylim=(0, top), title=title)
+    ax.legend(frameon=False, fontsize="small", ncols=min(len(present), 3), loc="upper center",
+              bbox_to_anchor=(0.5, -0.1))  # below the axes: never over a bar
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(train_dir: str | Path, methods: list[str], seed: int = 0):
+    """Per-step training loss over normalized progress (0..1), read from stage 05's DVCLive files."""
+    import pandas as pd
+
+    frames = []
+    for method in methods:
+        folder = Path(train_dir) / f"{method}-seed{seed}" / "plots" / "metrics"
+        if not (folder / "loss.tsv").exists():
+            continue
+        loss = pd.read_csv(folder / "loss.tsv", sep="\t")
+        progress = pd.read_csv(folder / "progress.tsv", sep="\t")
+        frames.append(loss.merge(progress, on="step").assign(method=method))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["step", "loss", "progress", "method"])
+
+
+def loss_plot(curves, title: str):
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="paper")
+    colours = palette()
+    fig, ax = plt.subplots(figsize=(5.0, 3.2))
+    for method, d in curves.groupby("method", sort=False):
+        sns.lineplot(data=d, x="progress", y="loss", ax=ax, color=colours[method], label=LABELS[method],
+                     marker="o", markersize=3)
+    ax.set(xlabel="training progress (fraction of optimizer steps)", ylabel="loss (completion tokens)",
+           title=title, xlim=(0, 1))
+    ax.legend(frameon=False, fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def drift_frame(metrics: dict[str, dict]):
+    """Per method (seed mean): % of greedy answers that read as a critique, and with no final answer."""
+    import pandas as pd
+
+    rows = []
+    for method, runs in tables.by_method(metrics).items():
+        for key, label in (("critique_like_pct", "reads as a critique"),
+                           ("no_final_answer_pct", "no final answer")):
+            values = [m["format_drift"][key] for m in runs if m.get("format_drift", {}).get(key) is not None]
+            if values:
+                rows.append({"method": method, "kind": label, "percent": sum(values) / len(values),
+                             "outputs": sum(m["format_drift"]["outputs"] for m in runs)})
+    frame = pd.DataFrame(rows)
+    if not frame.empty:
+        frame["order"] = frame.method.map({m: i for i, m in enumerate(METHODS)})
+        frame = frame.sort_values(["order", "kind"]).drop(columns="order")
+    return frame
+
+
+def drift_plot(frame, title: str):
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="paper")
+    colours = palette()
+    kinds = list(dict.fromkeys(frame.kind))
+    methods = list(dict.fromkeys(frame.method))
+    fig, axes = plt.subplots(1, len(kinds), figsize=(3.0 * len(kinds) + 1, 3.2), sharey=True, squeeze=False)
+    for ax, kind in zip(axes[0], kinds):
+        d = frame[frame.kind == kind]
+        sns.barplot(data=d, x="method", y="percent", hue="method", order=methods, hue_order=methods,
+                    palette=colours, ax=ax, legend=False)
+        ax.set_xticks(range(len(methods)), [LABELS[m] for m in methods], rotation=30, ha="right")
+        ax.set(title=kind, xlabel="", ylabel="share of answers (%)", ylim=(0, 100))
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------- INDEX.md
+
+# Paper items this stage cannot draw yet, and what would produce their inputs.
+NOT_BUILT = {
+    "Table 3": "SimpleRL-Zero comparison: set student.model to meta-llama/Llama-3.1-8B (the base model) and "
+               "add aime24 to eval.benchmarks; the SimpleRL numbers are the paper's own",
+    "Table 6": "`make profile NAME=llama8b-metamathqa` (100k MetaMathQA rows)",
+    "Table 7": "the llama8b-webinstruct profile with student.model mistralai/Mixtral-8x7B-Instruct-v0.1 "
+               "or allenai/OLMo-2-1124-7B-Instruct",
+    "Table 8": "a second run with teacher.model simplescaling/s1.1-32B (teacher ablation sweep)",
+    "Table 9": "the entropy probe (Appendix C), not part of the pipeline yet",
+    "Table 10": "the gradient-norm probe (Appendix C), not part of the pipeline yet",
+    "Fig. 5": "a sweep over refine.incorrect_fraction at a fixed refine.mixture_total",
+    "Fig. 6": "per-epoch checkpoints (train.epochs > 1) evaluated by stage 06",
+    "Fig. 7": "a sweep over train.lr for cgd and cft",
+}
+
+
+def index_markdown(entries: list[dict], ran_with: dict) -> str:
+    """figures/INDEX.md: every paper table and figure, the file that reproduces it and its status."""
+    lines = ["# Paper tables and figures: what this run reproduces", "",
+             "Generated by stage 07 (`notebooks/07_figures.ipynb`). Table cells read "
+             "\"this run [95% CI] / paper (difference)\"; \"not run\" means the pipeline has no output "
+             "for it yet, and nothing is filled in from the paper.", "",
+             "| paper | file(s) | status | how to enable |", "| --- | --- | --- | --- |"]
+    for e in entries:
+        files = ", ".join(f"`{f}`" for f in e.get("files", [])) or "—"
+        lines.append(f"| {e['item']} | {files} | {e['status']} | {e.get('enable', '')} |")
+    lines += ["", "## Ran with", "", "| param | value |", "| --- | --- |"]
+    lines += [f"| `{k}` | `{v}` |" for k, v in ran_with.items()]
+    return "\n".join(lines) + "\n"
