@@ -157,6 +157,8 @@ def drift_plot(frame, title: str):
 
 # Paper items this stage cannot draw yet, and what would produce their inputs.
 NOT_BUILT = {
+    "Table 1": "data.source webinstruct with figures.paper_model LLaMA3.1-8B Instruct or S1.1-3B "
+               "(the llama8b-webinstruct / s1-webinstruct profiles)",
     "Table 3": "SimpleRL-Zero comparison: set student.model to meta-llama/Llama-3.1-8B (the base model) and "
                "add aime24 to eval.benchmarks; the SimpleRL numbers are the paper's own",
     "Table 6": "`make profile NAME=llama8b-metamathqa` (100k MetaMathQA rows)",

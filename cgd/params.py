@@ -176,7 +176,7 @@ class FiguresConfig:
     formats: list[Literal["png", "pdf", "svg"]]
     dpi: int = _range(ge=50)
     # the paper's student whose reported numbers sit beside this run's (Table 1 model column)
-    paper_model: Literal["LLaMA3.1-8B Instruct", "S1.1-3B"]
+    paper_model: Literal["LLaMA3.1-8B Instruct", "S1.1-3B", "Mixtral-8x7B Instruct", "OLMo-2-1124-7B-Instruct"]
 
 
 @dataclass(frozen=True)

@@ -148,14 +148,16 @@ def table4(runs_by_lr: dict[float, dict[str, dict]], paper_rows: list[dict]) -> 
     return columns, rows
 
 
-def table1(metrics: dict[str, dict], paper_rows: list[dict], paper_model: str) -> tuple[list[str], dict]:
+def table1(metrics: dict[str, dict], paper_rows: list[dict], paper_model: str,
+           paper_table: str = "table1") -> tuple[list[str], dict]:
     """Paper Table 1 layout: Group 1, its Avg., Group 2, its Avg.; rows base, methods, Δ = CGD − CFT.
-    Returns the column keys and {method: {column: Cell}}."""
+    Tables 6 (MetaMathQA) and 7 (Mixtral, OLMo students) share it: `paper_table` picks the paper
+    rows to set beside the run. Returns the column keys and {method: {column: Cell}}."""
     group1 = [b for b in paper.GROUP1]
     group2 = [b for b in paper.GROUP2]
     columns = group1 + ["avg_group1"] + group2 + ["avg_group2"]
     reported = {(r["method"], r["benchmark"]): r["value"] for r in paper_rows
-                if r["table"] == "table1" and r["model"] == paper_model and r["setting"] == ""}
+                if r["table"] == paper_table and r["model"] == paper_model and r["setting"] == ""}
     runs = by_method(metrics)
     rows: dict[str, dict[str, Cell]] = {}
     for method in ["base", "sft", "distilled_sft", "cft", "cgd"]:
@@ -210,3 +212,11 @@ def write(name: str, columns: list[str], rows: dict[str, dict[str, Cell]], folde
     for path, text in out.items():
         _atomic_write(path, lambda fh, text=text: fh.write(text))
     return list(out)
+
+
+def main_table(data_source: str, paper_model: str) -> str:
+    """Which of the paper's Table-1-layout tables a run reproduces: 6 for MetaMathQA training,
+    7 for the Mixtral / OLMo students, 1 otherwise."""
+    if data_source == "metamathqa":
+        return "table6"
+    return "table7" if paper_model in ("Mixtral-8x7B Instruct", "OLMo-2-1124-7B-Instruct") else "table1"

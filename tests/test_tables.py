@@ -57,3 +57,13 @@ def test_written_files_hold_the_same_numbers(metrics, tmp_path):
     assert (row["run"], row["paper"], row["diff"]) == (18.0, 51.8, -33.8)
     assert "not run" in (tmp_path / "table1.md").read_text()
     assert "\\begin{tabular}" in (tmp_path / "table1.tex").read_text()
+
+
+def test_the_same_layout_serves_tables_6_and_7(metrics):
+    assert tables.main_table("webinstruct", "LLaMA3.1-8B Instruct") == "table1"
+    assert tables.main_table("metamathqa", "LLaMA3.1-8B Instruct") == "table6"
+    assert tables.main_table("webinstruct", "OLMo-2-1124-7B-Instruct") == "table7"
+    _, rows = tables.table1(metrics, paper.load(), "LLaMA3.1-8B Instruct", "table6")
+    assert rows["cgd"]["math500"].paper == 59.0  # Table 6 (MetaMathQA), not Table 1's 54.2
+    _, rows = tables.table1(metrics, paper.load(), "OLMo-2-1124-7B-Instruct", "table7")
+    assert rows["cgd"]["amc23"].paper == 20.0 and rows["distilled_sft"]["amc23"].paper is None
