@@ -92,9 +92,9 @@ def _options_block(options: list[str]) -> str:
     return "\n".join(f"({LETTERS[i]}) {str(o).strip()}" for i, o in enumerate(options))
 
 
-def _hub(hub_id: str, config: str | None, split: str, convert: Callable[[dict, int], Problem | str]
-         ) -> Callable[[str | None], tuple[list[Problem], dict]]:
-    """A loader mapping each hub row to a Problem, or to the reason it is left out (text-only
+def _hub(name: str, title: str, group: Literal[1, 2], hub_id: str, config: str | None, split: str,
+         convert: Callable[[dict, int], Problem | str]) -> Benchmark:
+    """A hub benchmark: each row maps to a Problem, or to the reason it is left out (text-only
     evaluation drops rows that need an image); left-out rows are counted, never dropped silently."""
 
     def load(mirror: str | None = None) -> tuple[list[Problem], dict]:
@@ -107,7 +107,7 @@ def _hub(hub_id: str, config: str | None, split: str, convert: Callable[[dict, i
                 out.append(problem)
         return out, skipped
 
-    return load
+    return Benchmark(name, title, group, load, hub_id=hub_id)
 
 
 def _olympiadbench(row: dict, i: int) -> Problem:
@@ -168,21 +168,15 @@ REGISTRY: dict[str, Benchmark] = {b.name: b for b in [
     Benchmark("math500", "MATH500", 1, _math500),
     Benchmark("minerva", "Minerva-Math", 1, _boxed_rows("minerva", "ocw/test.jsonl")),
     Benchmark("gsm8k", "GSM8K", 1, _gsm8k),
-    Benchmark("olympiadbench", "OlympiadBench", 1,
-              _hub("Hothan/OlympiadBench", "OE_TO_maths_en_COMP", "train", _olympiadbench),
-              hub_id="Hothan/OlympiadBench"),
-    Benchmark("amc23", "AMC23", 1, _hub("math-ai/amc23", None, "test", _amc23), hub_id="math-ai/amc23"),
-    Benchmark("aime24", "AIME24", 1, _hub("HuggingFaceH4/aime_2024", None, "train", _aime("aime24")),
-              hub_id="HuggingFaceH4/aime_2024"),
-    Benchmark("aime25", "AIME25", 1, _hub("math-ai/aime25", None, "test", _aime("aime25")),
-              hub_id="math-ai/aime25"),
+    _hub("olympiadbench", "OlympiadBench", 1, "Hothan/OlympiadBench", "OE_TO_maths_en_COMP", "train",
+         _olympiadbench),
+    _hub("amc23", "AMC23", 1, "math-ai/amc23", None, "test", _amc23),
+    _hub("aime24", "AIME24", 1, "HuggingFaceH4/aime_2024", None, "train", _aime("aime24")),
+    _hub("aime25", "AIME25", 1, "math-ai/aime25", None, "test", _aime("aime25")),
     # Group 2: general reasoning
-    Benchmark("theoremqa", "TheoremQA", 2, _hub("TIGER-Lab/TheoremQA", None, "test", _theoremqa),
-              hub_id="TIGER-Lab/TheoremQA"),
-    Benchmark("gpqa", "GPQA", 2, _hub("Idavidrein/gpqa", "gpqa_diamond", "train", _gpqa),
-              hub_id="Idavidrein/gpqa"),
-    Benchmark("mmlu_pro", "MMLU-PRO", 2, _hub("TIGER-Lab/MMLU-Pro", None, "test", _mmlu_pro),
-              hub_id="TIGER-Lab/MMLU-Pro"),
+    _hub("theoremqa", "TheoremQA", 2, "TIGER-Lab/TheoremQA", None, "test", _theoremqa),
+    _hub("gpqa", "GPQA", 2, "Idavidrein/gpqa", "gpqa_diamond", "train", _gpqa),
+    _hub("mmlu_pro", "MMLU-PRO", 2, "TIGER-Lab/MMLU-Pro", None, "test", _mmlu_pro),
     # Full MATH test set: decontamination only (MATH-500 is its evaluation subset).
     Benchmark("math", "MATH", 1, _boxed_rows("math", "math/test.jsonl")),
 ]}

@@ -88,10 +88,10 @@ def run_value(runs: list[dict], bench: str) -> tuple[float | None, float | None,
     return _over_seeds(values) if values else (None, None, None)
 
 
-def _cell(runs: list[dict], col: str, paper_value: float | None) -> Cell:
-    mean, lo, hi = run_value(runs, col) if runs else (None, None, None)
-    r = lambda v: None if v is None else round(v, 1)  # noqa: E731
-    return Cell(r(mean), r(lo), r(hi), paper_value)
+def _cell(value: tuple[float | None, float | None, float | None], paper_value: float | None) -> Cell:
+    """A (mean, ci_low, ci_high) triple rounded to the paper's one decimal, beside the paper's value."""
+    mean, lo, hi = (None if v is None else round(v, 1) for v in value)
+    return Cell(mean, lo, hi, paper_value)
 
 
 GENERAL = ["ifeval", "musr", "truthfulqa", "bbh"]  # Table 2 columns; lm-eval task names contain them
@@ -121,10 +121,9 @@ def table2(metrics: dict[str, dict], paper_rows: list[dict], paper_model: str) -
     for method in ["base", "sft", "distilled_sft", "cft", "cgd"]:
         rows[method] = {}
         for col in GENERAL:
-            mean, lo, hi = general_value(runs.get(method, []), col) if method in runs else (None, None, None)
-            r = lambda v: None if v is None else round(v, 1)  # noqa: E731
+            value = general_value(runs[method], col) if method in runs else (None, None, None)
             paper_method = "cft_gpt4o" if method == "cft" else method  # the paper's Table 2 CFT row
-            rows[method][col] = Cell(r(mean), r(lo), r(hi), reported.get((paper_method, col)))
+            rows[method][col] = _cell(value, reported.get((paper_method, col)))
     return GENERAL, rows
 
 
@@ -140,7 +139,7 @@ def table4(runs_by_lr: dict[float, dict[str, dict]], paper_rows: list[dict]) -> 
     for method in ("cft", "cgd"):
         for lr in rates:
             runs = by_method(runs_by_lr.get(lr, {})).get(method, [])
-            cells = {c: _cell(runs, c, reported.get((method, lr, c))) for c in columns[:-1]}
+            cells = {c: _cell(run_value(runs, c), reported.get((method, lr, c))) for c in columns[:-1]}
             vals = [cells[c].run for c in columns[:-1]]
             avg = None if any(v is None for v in vals) else round(sum(vals) / len(vals), 1)
             cells["avg"] = Cell(avg, None, None, reported.get((method, lr, "avg")))
@@ -161,7 +160,8 @@ def table1(metrics: dict[str, dict], paper_rows: list[dict], paper_model: str,
     runs = by_method(metrics)
     rows: dict[str, dict[str, Cell]] = {}
     for method in ["base", "sft", "distilled_sft", "cft", "cgd"]:
-        rows[method] = {col: _cell(runs.get(method, []), col, reported.get((method, col))) for col in columns}
+        rows[method] = {col: _cell(run_value(runs.get(method, []), col), reported.get((method, col)))
+                        for col in columns}
     rows["delta_cgd_minus_cft"] = {}
     for col in columns:
         cgd, cft = rows["cgd"][col].run, rows["cft"][col].run
