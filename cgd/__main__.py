@@ -1,4 +1,5 @@
-"""`python -m cgd COMMAND`: validate params, apply a profile, convert the embedded model, train."""
+"""`python -m cgd COMMAND`: validate params, apply a profile, convert the embedded model, train,
+sweep notebooks over a grid."""
 
 from __future__ import annotations
 
@@ -44,9 +45,51 @@ def _train(args) -> int:
 
     cfg = P.load(args.params, overrides=json.loads(args.overrides))
     metrics = train(cfg, args.method, args.seed, args.data, args.model_out, args.live_dir,
-                    args.checkpoint_dir)
+                    args.checkpoint_dir, args.snapshot_dir)
     print(json.dumps(metrics, indent=2))
     return 0
+
+
+def _sweep_chain(args) -> tuple[tuple[str, ...], bool]:
+    from cgd.sweeps import ABLATIONS
+
+    if args.ablation:
+        ablation = ABLATIONS[args.ablation]
+        return (tuple(args.chain.split(",")) if args.chain else ablation.chain,
+                args.every_epoch or ablation.every_epoch)
+    if not args.chain:
+        raise SystemExit("error: give --chain (e.g. 05_train,06_eval) or --ablation")
+    return tuple(args.chain.split(",")), args.every_epoch
+
+
+def _sweep_point(args) -> int:
+    import shutil
+
+    from cgd import sweeps
+
+    chain, every_epoch = _sweep_chain(args)
+    result = sweeps.run_point(args.point, chain, sweeps.parse_assignments(args.set), args.params,
+                              args.ablation, every_epoch, args.kernel)
+    if args.metrics:  # DVC keeps metrics outside the cached point folder
+        from pathlib import Path
+
+        Path(args.metrics).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(f"{args.point}/metrics.json", args.metrics)
+    print(f"{args.point}: {result['status']}")
+    return 0
+
+
+def _sweep(args) -> int:
+    from cgd import sweeps
+
+    chain, every_epoch = _sweep_chain(args)
+    grid = sweeps.parse_assignments(args.grid, many=True)
+    frame = sweeps.sweep(args.out, chain, grid, sweeps.parse_assignments(args.set), args.params,
+                         args.ablation, every_epoch, args.kernel)
+    print(frame.to_markdown(index=False))
+    failed = frame["status"].str.startswith("failed").sum()
+    print(f"{len(frame)} row(s) in {args.out}/summary.csv; {failed} failed")
+    return 1 if failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,7 +115,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model-out", required=True)
     p.add_argument("--live-dir", required=True, help="DVCLive folder for per-step metrics")
     p.add_argument("--checkpoint-dir", required=True)
+    p.add_argument("--snapshot-dir", help="keep the model after every epoch here (paper Fig. 6)")
     p.set_defaults(run=_train)
+    for name, help_ in (("sweep", "run notebooks over a grid of params, one folder per point (papermill)"),
+                        ("sweep-point", "run one point of a sweep into a folder (the ablate_* stages)")):
+        p = sub.add_parser(name, help=help_)
+        if name == "sweep":
+            p.add_argument("out", help="folder of the sweep: one subfolder per point, summary.csv")
+            p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                           help="a swept key and its values; repeat for a product grid")
+        else:
+            p.add_argument("point", help="the point's folder")
+            p.add_argument("--metrics", help="also copy the point's metrics.json here")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="a fixed value: dotted keys override params.yaml, bare keys (method, seed, "
+                            "teacher, model) are notebook parameters")
+        p.add_argument("--chain", help="comma-separated steps, e.g. 05_train,06_eval")
+        p.add_argument("--ablation", choices=["lr", "mixture", "teacher", "epochs"],
+                       help="one of the paper's ablations: sets the chain and tags the points for figures")
+        p.add_argument("--every-epoch", action="store_true", help="evaluate the model after every epoch")
+        p.add_argument("--params", default="params.yaml")
+        p.add_argument("--kernel", default="cgd", help="Jupyter kernel for papermill")
+        p.set_defaults(run=_sweep if name == "sweep" else _sweep_point)
     args = parser.parse_args(argv)
     try:
         return args.run(args)

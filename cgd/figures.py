@@ -153,6 +153,46 @@ def drift_plot(frame, title: str):
     return fig
 
 
+def curve_plot(frame, methods: list[str], x_label: str, title: str, log_x: bool = False):
+    """Accuracy against an ablation's axis (Figs. 5, 6, 7): one panel per method, one line per
+    benchmark with its 95% interval; a Fig. 5 "avg" line is drawn bold."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="paper")
+    methods = [m for m in methods if m in set(frame.method)]
+    benches = [b for b in [*benchmarks.REGISTRY, "avg"] if b in set(frame.benchmark)]
+    colours = dict(zip(benches, sns.color_palette("colorblind", len(benches))))
+    fig, axes = plt.subplots(1, len(methods), figsize=(4.2 * len(methods) + 0.8, 3.3), sharey=True,
+                             squeeze=False)
+    for i, (ax, method) in enumerate(zip(axes[0], methods)):
+        for bench in benches:
+            d = frame[(frame.method == method) & (frame.benchmark == bench)].sort_values("x")
+            if d.empty:
+                continue
+            avg = bench == "avg"
+            label = "math average" if avg else benchmarks.REGISTRY[bench].title
+            ax.errorbar(d.x, d.accuracy, yerr=[d.accuracy - d.ci_low, d.ci_high - d.accuracy],
+                        color="black" if avg else colours[bench], marker="o", markersize=4, capsize=3,
+                        linewidth=2.2 if avg else 1.2, alpha=1.0 if avg or "avg" not in benches else 0.5,
+                        label=label)
+        if log_x:
+            ax.set_xscale("log")
+        xs = sorted(set(frame[frame.method == method].x))
+        ax.set_xticks(xs, [f"{x:g}" for x in xs])
+        ax.minorticks_off()
+        panel = f"({chr(97 + i)}) {LABELS.get(method, method)}" if len(methods) > 1 else LABELS.get(method, method)
+        ax.set(xlabel=x_label, ylabel="accuracy (%), 95% CI" if i == 0 else "", title=panel)
+    top = min(100.0, max(10.0, float(frame.ci_high.max()) * 1.2 + 2)) if len(frame) else 100.0
+    axes[0][0].set_ylim(0, top)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, frameon=False, fontsize="small", loc="lower center",
+               ncols=min(len(labels), 4), bbox_to_anchor=(0.5, -0.02 - 0.05 * (len(labels) > 4)))
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.1 + 0.05 * (len(labels) > 4), 1, 1))
+    return fig
+
+
 # ---------------------------------------------------------------- INDEX.md
 
 # Paper items this stage cannot draw yet, and what would produce their inputs.
@@ -164,12 +204,15 @@ NOT_BUILT = {
     "Table 6": "`make profile NAME=llama8b-metamathqa` (100k MetaMathQA rows)",
     "Table 7": "the llama8b-webinstruct profile with student.model mistralai/Mixtral-8x7B-Instruct-v0.1 "
                "or allenai/OLMo-2-1124-7B-Instruct",
-    "Table 8": "a second run with teacher.model simplescaling/s1.1-32B (teacher ablation sweep)",
+    "Table 8": "ablations.teacher.teachers (e.g. s1.1-32b: {teacher.model: simplescaling/s1.1-32B}); "
+               "the llama8b-webinstruct profile sets it",
     "Table 9": "the entropy probe (Appendix C), not part of the pipeline yet",
     "Table 10": "the gradient-norm probe (Appendix C), not part of the pipeline yet",
-    "Fig. 5": "a sweep over refine.incorrect_fraction at a fixed refine.mixture_total",
-    "Fig. 6": "per-epoch checkpoints (train.epochs > 1) evaluated by stage 06",
-    "Fig. 7": "a sweep over train.lr for cgd and cft",
+    "Fig. 5": "ablations.mixture.incorrect_fractions, e.g. [0.0, 0.25, 0.5, 0.75, 1.0] at a fixed "
+              "ablations.mixture.total",
+    "Fig. 6": "ablations.epochs.methods, e.g. [cgd] (evaluated after each of ablations.epochs.epochs)",
+    "Fig. 7": "ablations.lr.values for ablations.lr.methods (CGD and CFT; paper 1e-6 and 5e-6)",
+    "Table 4": "ablations.lr.values for cgd and cft (the paper's 1e-6 and 5e-6)",
 }
 
 

@@ -36,6 +36,7 @@ def _range(ge=None, gt=None, le=None, help: str = ""):
 
 
 METHODS = ("sft", "distilled_sft", "cft", "cgd", "cgd_no_critique")
+Method = Literal["sft", "distilled_sft", "cft", "cgd", "cgd_no_critique"]
 Backend = Literal["transformers", "vllm", "openai", "reference"]
 Dtype = Literal["auto", "bfloat16", "float16", "float32"]
 
@@ -112,7 +113,7 @@ class RefineConfig(DataGenConfig):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    methods: list[Literal["sft", "distilled_sft", "cft", "cgd", "cgd_no_critique"]]
+    methods: list[Method]
     seeds: list[int]
     lr: float = _range(gt=0.0)
     epochs: float = _range(gt=0.0)
@@ -180,6 +181,49 @@ class FiguresConfig:
 
 
 @dataclass(frozen=True)
+class LrAblation:
+    """Table 4 and Fig. 7: these methods at these rates, besides the main runs at train.lr."""
+
+    methods: list[Method]
+    values: list[float]  # [] = off
+
+
+@dataclass(frozen=True)
+class MixtureAblation:
+    """Fig. 5: one method trained on mixtures of incorrect / correct student answers, same size."""
+
+    method: Method
+    incorrect_fractions: list[float]  # [] = off
+    total: int = _range(ge=1, help="rows in every mixture; it must fit the rarer label at each fraction")
+    label_source: Literal["critique", "verifier"]  # the paper labels by the critique's conclusion
+
+
+@dataclass(frozen=True)
+class TeacherAblation:
+    """Table 8: the same student with other teachers (stages 03-04 rerun with each)."""
+
+    method: Method
+    # name -> dotted teacher./critique./refine. overrides; {} = off. The main run is the first teacher.
+    teachers: dict[str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class EpochsAblation:
+    """Fig. 6: one run per method over `epochs` epochs, evaluated after every epoch."""
+
+    methods: list[Method]  # [] = off
+    epochs: int = _range(ge=1)
+
+
+@dataclass(frozen=True)
+class AblationsConfig:
+    lr: LrAblation
+    mixture: MixtureAblation
+    teacher: TeacherAblation
+    epochs: EpochsAblation
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int = _range(ge=0)
     embedded: EmbeddedConfig
@@ -192,6 +236,7 @@ class Params:
     train: TrainConfig
     eval: EvalConfig
     figures: FiguresConfig
+    ablations: AblationsConfig
 
 
 # ---------------------------------------------------------------- building and type checking
@@ -214,6 +259,8 @@ def _type_name(tp: Any) -> str:
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
+    if tp is Any:  # free-form values (ablation overrides), checked by a cross-field rule
+        return value
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, key)
     if origin in (typing.Union, types.UnionType):
@@ -442,6 +489,48 @@ def validate(params: Params, raw: dict, dvc_yaml: str | Path = "dvc.yaml") -> No
                           "set a fraction (e.g. 0.5) or set mixture_total to null")
     if not params.figures.formats:
         raise ParamsError("figures.formats", "is empty", "list at least one of png, pdf, svg")
+    _validate_ablations(params, raw, produced)
+
+
+# The sections a teacher ablation may change: it reruns stages 03-04 and nothing else differs.
+TEACHER_SECTIONS = ("teacher", "critique", "refine")
+POINT_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*$")
+
+
+def _validate_ablations(params: Params, raw: dict, produced: set[str]) -> None:
+    a = params.ablations
+    for key, values in (("ablations.lr.methods", a.lr.methods), ("ablations.lr.values", a.lr.values),
+                        ("ablations.mixture.incorrect_fractions", a.mixture.incorrect_fractions),
+                        ("ablations.epochs.methods", a.epochs.methods)):
+        if len(set(values)) != len(values):
+            raise ParamsError(key, f"lists a value twice ({values})", "remove the duplicate")
+    for i, lr in enumerate(a.lr.values):
+        if lr <= 0:
+            raise ParamsError(f"ablations.lr.values[{i}]", f"is {lr}; a learning rate must be > 0")
+    if a.lr.values and not a.lr.methods:
+        raise ParamsError("ablations.lr.methods", "is empty while ablations.lr.values is set",
+                          "list the methods to sweep (paper: [cgd, cft]) or set values to []")
+    for i, frac in enumerate(a.mixture.incorrect_fractions):
+        if not 0.0 <= frac <= 1.0:
+            raise ParamsError(f"ablations.mixture.incorrect_fractions[{i}]", f"is {frac}; must be in 0..1",
+                              "give shares of incorrect answers, e.g. [0.0, 0.25, 0.5, 0.75, 1.0]")
+    for name, overrides in a.teacher.teachers.items():
+        if not POINT_NAME.match(name):
+            raise ParamsError(f"ablations.teacher.teachers.{name}", "is not a usable folder name",
+                              "use letters, digits, '.', '-' or '_', e.g. s1.1-32b")
+        if not isinstance(overrides, dict) or not overrides:
+            raise ParamsError(f"ablations.teacher.teachers.{name}", f"is {overrides!r}; expected a mapping "
+                              "of dotted keys", "e.g. {teacher.model: simplescaling/s1.1-32B}")
+        for dotted in overrides:
+            if str(dotted).split(".")[0] not in TEACHER_SECTIONS:
+                raise ParamsError(f"ablations.teacher.teachers.{name}.{dotted}",
+                                  "changes more than the teacher",
+                                  f"only {', '.join(s + '.*' for s in TEACHER_SECTIONS)} keys may differ")
+        try:  # the teacher's settings must be valid params themselves
+            teacher = _build(Params, apply_overrides(raw, overrides), "").teacher
+        except ParamsError as exc:
+            raise ParamsError(f"ablations.teacher.teachers.{name}", f"sets an invalid value: {exc}") from exc
+        _check_model(f"ablations.teacher.teachers.{name}.teacher.model", teacher.model, produced)
 
 
 # ---------------------------------------------------------------- loading

@@ -170,6 +170,54 @@ def table1(metrics: dict[str, dict], paper_rows: list[dict], paper_model: str,
     return columns, rows
 
 
+def seed_table(metrics: dict[str, dict]):
+    """Appendix A: per trained method and benchmark, the accuracy of each seed, their mean, sample
+    standard deviation and the 95% t-interval over seeds (a single seed has neither)."""
+    import statistics
+
+    import pandas as pd
+
+    rows = []
+    for name, m in sorted(metrics.items()):
+        match = re.fullmatch(r"(\w+)-seed(\d+)", name)
+        if match:
+            for bench, v in m.get("benchmarks", {}).items():
+                if v.get("accuracy", {}).get("mean") is not None:
+                    rows.append((match.group(1), bench, int(match.group(2)), v["accuracy"]["mean"]))
+    out = []
+    for (method, bench), group in pd.DataFrame(rows, columns=["m", "b", "s", "a"]).groupby(["m", "b"], sort=False):
+        accs = list(group.a)
+        mean, lo, hi = _over_seeds([(a, None, None) for a in accs])
+        out.append({"method": method, "benchmark": bench, "seeds": len(accs),
+                    **{f"seed{s}": round(a, 1) for s, a in zip(group.s, accs)},
+                    "mean": round(mean, 1), "sd": round(statistics.stdev(accs), 2) if len(accs) > 1 else None,
+                    "ci_low": None if len(accs) < 2 else round(lo, 1),
+                    "ci_high": None if len(accs) < 2 else round(hi, 1)})
+    return pd.DataFrame(out)
+
+
+# Teachers the paper's Table 8 reports, by the hub id a run names them with.
+PAPER_TEACHERS = {"meta-llama/Llama-3.3-70B-Instruct": "LLaMA3.3-70B Instruct", "simplescaling/s1.1-32B": "S1.1-32B"}
+
+
+def table8(base: dict[str, dict], runs_by_teacher: dict[str, dict[str, dict]], paper_rows: list[dict],
+           paper_model: str) -> tuple[list[str], dict]:
+    """Paper Table 8: the base student and one CGD row per teacher (rows "cgd@<teacher>"), in
+    Table 1's columns. `runs_by_teacher` maps a teacher model to the eval metrics of the runs whose
+    data it critiqued and refined; a teacher the paper reports gets its numbers beside the run."""
+    columns = list(paper.GROUP1) + ["avg_group1"] + list(paper.GROUP2) + ["avg_group2"]
+    reported = {(r["method"], r["setting"], r["benchmark"]): r["value"] for r in paper_rows
+                if r["table"] == "table8" and r["model"] == paper_model}
+    rows = {"base": {c: _cell(run_value(list(base.values()), c), reported.get(("base", "", c)))
+                     for c in columns}}
+    for teacher, metrics in runs_by_teacher.items():
+        setting = f"teacher={PAPER_TEACHERS[teacher]}" if teacher in PAPER_TEACHERS else None
+        runs = [m for runs in by_method(metrics).values() for m in runs]
+        rows[f"cgd@{teacher}"] = {c: _cell(run_value(runs, c), reported.get(("cgd", setting, c)))
+                                  for c in columns}
+    return columns, rows
+
+
 def column_title(key: str) -> str:
     if key in benchmarks.REGISTRY:
         return benchmarks.REGISTRY[key].title
@@ -186,9 +234,13 @@ def to_frame(columns: list[str], rows: dict[str, dict[str, Cell]]):
 
 
 def method_title(key: str) -> str:
-    method, _, lr = key.partition("@")
+    """Row titles: "+ CGD", "CGD (LR = 5e-06)" (Table 4), "CGD (teacher = org/name)" (Table 8)."""
+    method, _, setting = key.partition("@")
     title = METHOD_TITLES.get(method, method)
-    return f"{title.removeprefix('+ ')} (LR = {lr})" if lr else title
+    if not setting:
+        return title
+    kind = "LR" if re.fullmatch(r"[\d.e+-]+", setting) else "teacher"
+    return f"{title.removeprefix('+ ')} ({kind} = {setting})"
 
 
 def to_long(columns: list[str], rows: dict[str, dict[str, Cell]]):

@@ -7,7 +7,8 @@ or AVX512-BF16; on GPUs `launch_command()` runs the same entry point under `acce
 with the DeepSpeed ZeRO-3 config named by `train.deepspeed`.
 
 Checkpoints (`train.save_steps`) make a killed paper-scale run resumable; they carry a fingerprint
-of the records and settings, and are removed once the final model is saved.
+of the records and settings, and are removed once the final model is saved. A `snapshot_dir`
+keeps the bf16 model after every epoch but the last (paper Fig. 6 evaluates each epoch).
 """
 
 from __future__ import annotations
@@ -130,9 +131,22 @@ def _latest_checkpoint(ckpt_dir: Path, fingerprint: str) -> str | None:
     return str(found[-1]) if found else None
 
 
+def _epoch_snapshots(save):
+    """A callback calling `save(epoch)` after each epoch but the last, which the final save covers."""
+    from transformers import TrainerCallback
+
+    class EpochSnapshots(TrainerCallback):
+        def on_epoch_end(self, args, state, control, **kwargs):
+            if round(state.epoch) < args.num_train_epochs:
+                save(round(state.epoch))
+
+    return EpochSnapshots()
+
+
 def train(params: Params, method: str, seed: int, data_path: str, model_out: str, live_dir: str,
-          checkpoint_dir: str) -> dict:
-    """Train one (method, seed) run; writes the bf16 model folder and returns the final metrics."""
+          checkpoint_dir: str, snapshot_dir: str | None = None) -> dict:
+    """Train one (method, seed) run; writes the bf16 model folder and returns the final metrics.
+    With `snapshot_dir`, <snapshot_dir>/epoch<k> holds the model after epoch k < train.epochs."""
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -167,6 +181,9 @@ def train(params: Params, method: str, seed: int, data_path: str, model_out: str
                          processing_class=tokenizer, callbacks=callbacks)
     counter = CountingCollator(trainer.data_collator)
     trainer.data_collator = counter
+    if snapshot_dir:
+        trainer.add_callback(_epoch_snapshots(
+            lambda epoch: _save(trainer, tokenizer, Path(snapshot_dir) / f"epoch{epoch}", deepspeed, final=False)))
     if cfg.save_steps and trainer.is_world_process_zero():
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         (ckpt_dir / "fingerprint.txt").write_text(fingerprint)
@@ -202,8 +219,11 @@ def _last_loss(history: list[dict]) -> float | None:
     return round(losses[-1], 5) if losses else None
 
 
-def _save(trainer, tokenizer, out: Path, deepspeed: bool) -> None:
-    """The model as a plain bf16 HF folder, written next to `out` and moved into place."""
+def _save(trainer, tokenizer, out: Path, deepspeed: bool, final: bool = True) -> None:
+    """The model as a plain bf16 HF folder, written next to `out` and moved into place. The final
+    save casts the trained model itself; a mid-run snapshot casts a copy, so training goes on in fp32."""
+    import copy
+
     import torch
 
     tmp = out.with_name(out.name + ".tmp")
@@ -213,8 +233,10 @@ def _save(trainer, tokenizer, out: Path, deepspeed: bool) -> None:
     if deepspeed:
         trainer.save_model(str(tmp))  # gathers the ZeRO-3 shards into 16-bit weights on rank 0
     elif trainer.is_world_process_zero():
-        trainer.model.to(torch.bfloat16).save_pretrained(tmp)
+        model = trainer.model if final else copy.deepcopy(trainer.model)
+        model.to(torch.bfloat16).save_pretrained(tmp)
     if trainer.is_world_process_zero():
+        out.parent.mkdir(parents=True, exist_ok=True)
         (tmp / "training_args.bin").unlink(missing_ok=True)  # pickled args: not a model file
         tokenizer.save_pretrained(tmp)
         shutil.rmtree(out, ignore_errors=True)
@@ -224,7 +246,8 @@ def _save(trainer, tokenizer, out: Path, deepspeed: bool) -> None:
 
 def launch_command(params: Params, method: str, seed: int, data_path: str, model_out: str,
                    live_dir: str, checkpoint_dir: str, params_file: str,
-                   overrides: dict | None = None, num_gpus: int | None = None) -> list[str]:
+                   overrides: dict | None = None, num_gpus: int | None = None,
+                   snapshot_dir: str | None = None) -> list[str]:
     """`accelerate launch` over the local GPUs with the repo's DeepSpeed config (train.deepspeed)."""
     import torch
 
@@ -232,4 +255,5 @@ def launch_command(params: Params, method: str, seed: int, data_path: str, model
     return ["accelerate", "launch", "--config_file", params.train.deepspeed, "--num_processes", str(gpus),
             "-m", "cgd", "train", "--params", params_file, "--overrides", json.dumps(overrides or {}),
             "--method", method, "--seed", str(seed), "--data", data_path, "--model-out", model_out,
-            "--live-dir", live_dir, "--checkpoint-dir", checkpoint_dir]
+            "--live-dir", live_dir, "--checkpoint-dir", checkpoint_dir,
+            *(["--snapshot-dir", snapshot_dir] if snapshot_dir else [])]

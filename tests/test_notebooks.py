@@ -39,6 +39,14 @@ def test_each_notebook_is_a_stage_writing_its_executed_copy_to_runs(path):
     runs = [s for s in stages.values() if rel in s.get("deps", [])]
     assert runs, f"no dvc.yaml stage depends on {rel}"
     for stage in runs:
+        if "cgd sweep-point" in stage["cmd"]:
+            # An ablation point: the sweep runner writes <point>/runs/<notebook>.ipynb (test_sweeps).
+            from cgd.sweeps import ABLATIONS
+
+            ablation = stage["cmd"].split("--ablation ")[1].split()[0]
+            assert path.stem in ABLATIONS[ablation].chain
+            assert next(iter(stage["outs"])).startswith(f"sweeps/{ablation}/")
+            continue
         # One executed copy per stage, or per model under runs/<notebook>/ (stages 05, 06).
         per_item = f"runs/{path.stem}/" in stage["cmd"]
         out = f"runs/{path.stem}/" if per_item else f"runs/{path.name}"
