@@ -178,13 +178,14 @@ def curve_plot(frame, methods: list[str], x_label: str, title: str, log_x: bool 
                         label=label)
         if log_x:
             ax.set_xscale("log")
+        ax.margins(x=0.08)
         xs = sorted(set(frame[frame.method == method].x))
         ax.set_xticks(xs, [f"{x:g}" for x in xs])
         ax.minorticks_off()
         panel = f"({chr(97 + i)}) {LABELS.get(method, method)}" if len(methods) > 1 else LABELS.get(method, method)
         ax.set(xlabel=x_label, ylabel="accuracy (%), 95% CI" if i == 0 else "", title=panel)
     top = min(100.0, max(10.0, float(frame.ci_high.max()) * 1.2 + 2)) if len(frame) else 100.0
-    axes[0][0].set_ylim(0, top)
+    axes[0][0].set_ylim(-0.02 * top, top)  # a point at 0% stays visible above the axis
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, frameon=False, fontsize="small", loc="lower center",
                ncols=min(len(labels), 4), bbox_to_anchor=(0.5, -0.02 - 0.05 * (len(labels) > 4)))
