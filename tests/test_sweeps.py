@@ -442,3 +442,57 @@ def test_papermill_sweep_command_resumes_after_an_interrupted_point(tmp_path, ti
                                     "train_dir": str(tmp_path / "none"), "out_dir": str(tmp_path / "figures"),
                                     "ablations_dir": str(tmp_path / "none"), "sweep_dirs": [str(out)]})
     assert (tmp_path / "figures/fig7_lr.png").exists()
+
+
+@pytest.mark.slow
+def test_epochs_point_keeps_and_evaluates_every_epoch(tmp_path, tiny_model, raw_params):
+    raw = _tiny_params(raw_params, str(tiny_model))
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(raw))
+    write_jsonl(tmp_path / "cgd_data.jsonl", _cgd_rows())
+    (tmp_path / "base.jsonl").write_text("")
+    values = {"method": "cgd", "seed": 0, "train.epochs": 2, "train.lr": 1e-2,
+              "data_file": str(tmp_path / "cgd_data.jsonl"), "base_samples": str(tmp_path / "base.jsonl")}
+    point = tmp_path / "point"
+    result = sweeps.run_point(point, sweeps.ABLATIONS["epochs"].chain, values, str(params), "epochs",
+                              every_epoch=True)
+    assert result["status"] == "done" and result["train"]["steps"] == 4  # 4 rows, batch 2, 2 epochs
+    snapshot = (point / "epochs/epoch1/model.safetensors").read_bytes()
+    assert snapshot != (point / "model/model.safetensors").read_bytes()  # epoch 1 is not the final model
+    assert not (point / "epochs/epoch2").exists()  # the final save is epoch 2
+    assert [(label, ev["epoch"]) for label, ev in result["eval"].items()] == [
+        ("06_eval-epoch1", 1), ("06_eval-epoch2", 2)]
+    frame = sweeps.curve_frame([result], "epochs")
+    assert sorted(frame.x.unique()) == [1, 2]
+
+
+@pytest.mark.slow
+def test_teacher_and_mixture_steps_run_the_data_notebooks(tmp_path, tiny_model, raw_params):
+    """The teacher ablation's chain plus the mixture step: a named teacher (the reference oracle)
+    critiques and refines the student's answers, the mixture is re-drawn, the student trains on it."""
+    raw = _tiny_params(raw_params, str(tiny_model))
+    raw["ablations"]["teacher"]["teachers"] = {"oracle": {"critique.backend": "reference",
+                                                          "refine.backend": "reference"}}
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(raw))
+    # Stage 02's rows (its schema): the student answered, wrongly, with a final answer.
+    rows = [{"id": f"t{i}", "question": f"What is {i} + {i}?", "reference_solution": f"{i}+{i}={2 * i}\n#### {2 * i}",
+             "reference_answer": str(2 * i), "source": "test", "rollout_prompt": "rollout-v1",
+             "student_answer": f"{i}+{i}={2 * i + 1}, so \\boxed{{{2 * i + 1}}}", "student_final_answer": str(2 * i + 1),
+             "verifier_correct": False, "rollout_status": "ok", "rollout_finish_reason": "stop",
+             "rollout_error": None, "rollout_tokens": 12} for i in range(4)]
+    write_jsonl(tmp_path / "rollouts.jsonl", rows)
+    (tmp_path / "base.jsonl").write_text("")
+    chain = ["03_critique", "04_refine", "mixture", "05_train", "06_eval"]
+    values = {"teacher": "oracle", "method": "cgd", "seed": 0, "in_file": str(tmp_path / "rollouts.jsonl"),
+              "refine.incorrect_fraction": 1.0, "refine.mixture_total": 2, "refine.label_source": "verifier",
+              "base_samples": str(tmp_path / "base.jsonl")}
+    point = tmp_path / "point"
+    result = sweeps.run_point(point, chain, values, str(params), "teacher")
+    assert result["status"] == "done"
+    assert result["overrides"]["critique.backend"] == "reference"
+    critiques = read_json(point / "metrics/03_critique.json")
+    assert critiques["backend"] == "reference" and critiques["rows"] == 4
+    assert result["mixture"]["in_mixture"] == 2 and result["mixture"]["from"].endswith("04_refine/cgd_data.jsonl")
+    assert result["train"]["records"] == 2  # trained on the re-drawn mixture
+    assert set(result["wall_s"]) == set(chain)
