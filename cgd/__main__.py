@@ -93,6 +93,8 @@ def _sweep(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from cgd.sweeps import ABLATIONS
+
     parser = argparse.ArgumentParser(prog="python -m cgd")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("validate", help="load and validate params.yaml, naming the first bad key")
@@ -131,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
                        help="a fixed value: dotted keys override params.yaml, bare keys (method, seed, "
                             "teacher, model) are notebook parameters")
         p.add_argument("--chain", help="comma-separated steps, e.g. 05_train,06_eval")
-        p.add_argument("--ablation", choices=["lr", "mixture", "teacher", "epochs"],
+        p.add_argument("--ablation", choices=list(ABLATIONS),
                        help="one of the paper's ablations: sets the chain and tags the points for figures")
         p.add_argument("--every-epoch", action="store_true", help="evaluate the model after every epoch")
         p.add_argument("--params", default="params.yaml")

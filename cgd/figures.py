@@ -52,6 +52,11 @@ def accuracy_frame(metrics: dict[str, dict]):
     return pd.DataFrame(rows)
 
 
+def _y_top(frame) -> float:
+    """Headroom over the highest CI instead of a fixed 0-100, so small accuracies stay legible."""
+    return min(100.0, max(10.0, float(frame.ci_high.max()) * 1.2 + 2)) if len(frame) else 100.0
+
+
 def method_bars(frame, methods: list[str], title: str):
     """Grouped bars: benchmarks on x, one bar per method, 95% CIs as error bars."""
     import matplotlib.pyplot as plt
@@ -72,8 +77,7 @@ def method_bars(frame, methods: list[str], title: str):
                error_kw={"elinewidth": 0.8})
         ax.bar_label(ax.containers[-1], fmt="%.0f", padding=2, fontsize="x-small")
     ax.set_xticks(np.arange(len(benches)), benches)
-    # Headroom over the highest CI instead of a fixed 0-100, so small accuracies stay legible.
-    top = min(100.0, max(10.0, float(frame.ci_high.max()) * 1.2 + 2)) if len(frame) else 100.0
+    top = _y_top(frame)
     ax.set(ylabel="accuracy (%), 95% CI", ylim=(0, top), title=title)
     ax.legend(frameon=False, fontsize="small", ncols=min(len(present), 3), loc="upper center",
               bbox_to_anchor=(0.5, -0.1))  # below the axes: never over a bar
@@ -184,7 +188,7 @@ def curve_plot(frame, methods: list[str], x_label: str, title: str, log_x: bool 
         ax.minorticks_off()
         panel = f"({chr(97 + i)}) {LABELS.get(method, method)}" if len(methods) > 1 else LABELS.get(method, method)
         ax.set(xlabel=x_label, ylabel="accuracy (%), 95% CI" if i == 0 else "", title=panel)
-    top = min(100.0, max(10.0, float(frame.ci_high.max()) * 1.2 + 2)) if len(frame) else 100.0
+    top = _y_top(frame)
     axes[0][0].set_ylim(-0.02 * top, top)  # a point at 0% stays visible above the axis
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, frameon=False, fontsize="small", loc="lower center",

@@ -304,6 +304,7 @@ def sweep(out: str | Path, chain, grid: dict[str, list], fixed: dict | None = No
     """Run every point of `grid` (plus the `fixed` values) under `out`/<point name>/; returns the
     summary (also written to out/summary.csv and .md after each point). A point that fails is
     recorded as failed and the sweep goes on; an interrupt stops it, and a rerun resumes."""
+    import pandas as pd
     from tqdm.auto import tqdm
 
     out = Path(out)
@@ -322,7 +323,7 @@ def sweep(out: str | Path, chain, grid: dict[str, list], fixed: dict | None = No
                       "values": values, "eval": {}, "train": None}
         rows += summary_rows(point, result, time.perf_counter() - start)
         write_summary(out, rows)
-    return _frame(rows)
+    return pd.DataFrame(rows)
 
 
 def summary_rows(point: Path, result: dict, seconds: float) -> list[dict]:
@@ -342,14 +343,10 @@ def summary_rows(point: Path, result: dict, seconds: float) -> list[dict]:
     return rows
 
 
-def _frame(rows: list[dict]):
+def write_summary(out: Path, rows: list[dict]) -> None:
     import pandas as pd
 
-    return pd.DataFrame(rows)
-
-
-def write_summary(out: Path, rows: list[dict]) -> None:
-    frame = _frame(rows)
+    frame = pd.DataFrame(rows)
     io._atomic_write(out / "summary.csv", lambda fh: fh.write(frame.to_csv(index=False)))
     io._atomic_write(out / "summary.md", lambda fh: fh.write(frame.to_markdown(index=False) + "\n"))
 
@@ -410,9 +407,10 @@ def curve_frame(points: list[dict], ablation: str, extra: list[dict] | None = No
     runs = [dict(e) for e in extra or []]
     for pt in (p for p in points if p["ablation"] == ablation):
         v = pt["values"]
-        for label, ev in pt["eval"].items():
-            x = {"lr": lambda: float(v["train.lr"]), "epochs": lambda: ev["epoch"],
-                 "mixture": lambda: 100 * float(v["refine.incorrect_fraction"])}[ablation]()
+        for ev in pt["eval"].values():
+            # Epoch points have one evaluation per epoch; the mixture axis is drawn in percent.
+            x = ev["epoch"] if ablation == "epochs" else float(v[ABLATIONS[ablation].axis])
+            x = 100 * x if ablation == "mixture" else x
             runs.append({"method": v["method"], "x": x, "seed": v["seed"], "metrics": ev})
     groups: dict[tuple, list[dict]] = {}
     for r in runs:
