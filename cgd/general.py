@@ -16,8 +16,12 @@ from cgd.params import GeneralConfig, ModelConfig
 def model_args(kind: str, path: str, model: ModelConfig, dtype: str, device: str | None) -> dict:
     """lm-eval model_args for a local folder or hub id, with the student's vLLM settings."""
     if kind == "vllm":
-        return {"pretrained": path, "dtype": model.dtype, "tensor_parallel_size": model.tensor_parallel_size,
-                "max_model_len": model.max_model_len}
+        args = {"pretrained": path, "dtype": model.dtype, "tensor_parallel_size": model.tensor_parallel_size,
+                "max_model_len": model.max_model_len, "enforce_eager": model.enforce_eager,
+                "gpu_memory_utilization": model.gpu_memory_utilization}
+        if model.kv_cache_gib is not None:
+            args["kv_cache_memory_bytes"] = int(model.kv_cache_gib * 2**30)
+        return args
     args = {"pretrained": path, "dtype": dtype}
     if device:
         args["device"] = device

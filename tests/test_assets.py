@@ -2,7 +2,6 @@
 
 import json
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -21,13 +20,12 @@ def test_missing_asset_message():
 
 
 @pytest.mark.slow
-def test_gguf_converts_to_plain_hf_folder(tmp_path):
+def test_gguf_converts_to_plain_hf_folder(smollm2_conversion):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    out = tmp_path / "smollm2"
-    report = assets.convert_embedded_model(out, "bfloat16")
+    out, report = smollm2_conversion
     assert report["roundtrip_top1_agrees"] and report["parameters"] > 100_000_000
-    assert (out / "model.safetensors").exists() and not (out.with_name("smollm2.tmp")).exists()
+    assert (out / "model.safetensors").exists() and not out.with_name(out.name + ".tmp").exists()
     config = json.loads((out / "config.json").read_text())
     assert "quantization_config" not in config and config["model_type"] == "llama"
     tok = AutoTokenizer.from_pretrained(out)  # no gguf_file needed any more

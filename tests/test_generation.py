@@ -66,14 +66,183 @@ def test_reference_backend_critiques_against_gold_and_refines_with_reference():
 
 def test_vllm_request_building_without_vllm(raw_params):
     raw_params["teacher"].update(model="meta-llama/Llama-3.3-70B-Instruct", tensor_parallel_size=8,
-                                 max_model_len=8192, dtype="bfloat16")
+                                 max_model_len=8192, dtype="bfloat16", enforce_eager=False,
+                                 kv_cache_gib=None)
     raw_params["critique"].update(backend="vllm", temperature=0.6, top_p=0.9, max_new_tokens=2048)
     cfg = P.from_dict(raw_params)
     assert G.vllm_engine_args(cfg.teacher, 7) == {
         "model": "meta-llama/Llama-3.3-70B-Instruct", "tensor_parallel_size": 8,
-        "max_model_len": 8192, "dtype": "bfloat16", "seed": 7}
+        "max_model_len": 8192, "dtype": "bfloat16", "seed": 7, "enforce_eager": False,
+        "gpu_memory_utilization": 0.9}
     assert G.vllm_sampling_args(cfg.critique, 7) == {
         "temperature": 0.6, "top_p": 0.9, "max_tokens": 2048, "seed": 7}
+    # The CPU demo: an explicit KV cache in bytes, and the engine in this process.
+    demo = P.from_dict(yaml_params())
+    assert G.vllm_engine_args(demo.student, 1, on_cpu=True) == {
+        "model": "models/smollm2-135m-instruct", "tensor_parallel_size": 1, "max_model_len": 4096,
+        "dtype": "auto", "seed": 1, "enforce_eager": True, "gpu_memory_utilization": 0.9,
+        "kv_cache_memory_bytes": 2 * 2**30, "enable_chunked_prefill": False,
+        "distributed_executor_backend": "uni"}
+
+
+def yaml_params():
+    import yaml
+
+    from tests.conftest import REPO
+
+    return yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def test_request_seeds_are_distinct_reproducible_and_bounded():
+    ids = [f"gsm8k-{i}#s{j}" for i in range(200) for j in range(4)]
+    seeds = [G.request_seed(1234, i) for i in ids]
+    assert len(set(seeds)) == len(ids)
+    assert seeds == [G.request_seed(1234, i) for i in ids]
+    assert seeds != [G.request_seed(1235, i) for i in ids]
+    assert all(0 <= s < 2**31 - 1 for s in seeds)
+
+
+# ---------------------------------------------------------------- vLLM backend on a fake engine
+
+
+class _FakeLLM:
+    """The surface of `vllm.LLM` the backend uses, with vLLM 0.32's shapes: RequestOutput with
+    prompt_token_ids, outputs[0].text/token_ids/finish_reason, prompt_logprobs as a list (None
+    first) of {token_id: Logprob}; it raises as vLLM does for a prompt over max_model_len."""
+
+    instances: list = []
+
+    def __init__(self, **kwargs):
+        from types import SimpleNamespace
+
+        from transformers import AutoTokenizer
+
+        self.kwargs, self.calls, self.closed = kwargs, [], False
+        self._tok = AutoTokenizer.from_pretrained(kwargs["model"])
+        self.llm_engine = SimpleNamespace(engine_core=SimpleNamespace(shutdown=self._shutdown))
+        _FakeLLM.instances.append(self)
+
+    def _shutdown(self):
+        self.closed = True
+
+    def get_tokenizer(self):
+        return self._tok
+
+    def generate(self, prompts, params, use_tqdm=True):
+        import random
+        from types import SimpleNamespace
+
+        self.calls.append([(p["prompt_token_ids"], sp) for p, sp in zip(prompts, params)])
+        outs = []
+        for p, sp in zip(prompts, params):
+            ids = p["prompt_token_ids"]
+            if len(ids) > self.kwargs["max_model_len"]:
+                raise ValueError(f"This model's maximum context length is {self.kwargs['max_model_len']} "
+                                 f"tokens. However, your prompt contains at least {len(ids)} input tokens")
+            if self._tok.decode(ids).count("poison"):
+                raise RuntimeError("injected failure")
+            if sp.prompt_logprobs is not None:
+                logprobs = [None] + [{t: SimpleNamespace(logprob=-(t % 7) - 0.5)} for t in ids[1:]]
+                outs.append(SimpleNamespace(prompt_token_ids=ids, prompt_logprobs=logprobs,
+                                            outputs=[SimpleNamespace(text="", token_ids=[1], finish_reason="length")]))
+                continue
+            n = min(sp.max_tokens, 5)
+            text = f"draw {random.Random(sp.seed).random():.6f}" if sp.temperature > 0 else "greedy"
+            outs.append(SimpleNamespace(prompt_token_ids=ids, prompt_logprobs=None, outputs=[SimpleNamespace(
+                text=f" {text} ", token_ids=list(range(n)), finish_reason="length" if n == sp.max_tokens else "stop")]))
+        return outs
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch):
+    import sys
+    from types import ModuleType, SimpleNamespace
+
+    vllm = ModuleType("vllm")
+    vllm.LLM = _FakeLLM
+    vllm.SamplingParams = lambda **kw: SimpleNamespace(**{"prompt_logprobs": None, "seed": None,
+                                                          "temperature": 1.0, **kw})
+    inputs = ModuleType("vllm.inputs")
+    inputs.TokensPrompt = lambda prompt_token_ids: {"prompt_token_ids": prompt_token_ids}
+    vllm.inputs = inputs
+    monkeypatch.setitem(sys.modules, "vllm", vllm)
+    monkeypatch.setitem(sys.modules, "vllm.inputs", inputs)
+    monkeypatch.setattr(G, "vllm_available", lambda: True)
+    _FakeLLM.instances = []
+    return _FakeLLM
+
+
+def test_vllm_backend_seeds_each_request_and_isolates_bad_rows(raw_params, tiny_model, fake_vllm):
+    import torch
+
+    raw_params["student"].update(model=str(tiny_model), max_model_len=256)
+    raw_params["rollout"].update(backend="vllm", temperature=0.7, max_new_tokens=64)
+    cfg = P.from_dict(raw_params)
+    threads = torch.get_num_threads()
+    backend = G.make_backend("rollout", "student", cfg.rollout, cfg.student, cfg.seed)
+    assert isinstance(backend, G.VLLMBackend) and backend.name == "vllm"
+    llm = fake_vllm.instances[0]
+    assert llm.kwargs["distributed_executor_backend"] == "uni" and llm.kwargs["kv_cache_memory_bytes"] == 2**31
+
+    reqs = _requests(5) + [G.Request("long", [{"role": "user", "content": "add " * 400}]),
+                           G.Request("bad", [{"role": "user", "content": "poison pill"}])]
+    out = backend.generate(reqs, seed=cfg.seed)
+    assert len(out) == 7
+    by_id = dict(zip([r.id for r in reqs], out))
+    assert by_id["long"].finish_reason == "error" and "student.max_model_len is 256" in by_id["long"].error
+    assert by_id["bad"].finish_reason == "error" and "injected failure" in by_id["bad"].error
+    assert all(c.finish_reason == "stop" and c.text.startswith("draw") for c in out[:5])
+    # The over-long prompt never reached the engine; the poisoned batch was retried one by one.
+    first_batch = llm.calls[0]
+    assert len(first_batch) == 6 and all(len(ids) <= 256 for ids, _ in first_batch)
+    assert [len(c) for c in llm.calls[1:]] == [1] * 6
+    # Each request's seed comes from (stage seed, id): not the batch, not its position.
+    seeds = [sp.seed for _, sp in first_batch[:5]]
+    assert seeds == [G.request_seed(cfg.seed, r.id) for r in reqs[:5]] and len(set(seeds)) == 5
+    alone = [backend.generate([r], seed=cfg.seed)[0].text for r in reversed(reqs[:5])]
+    assert alone[::-1] == [c.text for c in out[:5]]
+    # max_tokens is capped to the room the prompt leaves under max_model_len.
+    assert all(sp.max_tokens == min(64, 256 - len(ids)) for ids, sp in first_batch)
+
+    backend.close()
+    assert llm.closed and torch.get_num_threads() == threads
+    assert "VLLM_ENABLE_V1_MULTIPROCESSING" not in __import__("os").environ
+
+
+def test_vllm_choose_scores_options_by_prompt_logprobs(raw_params, tiny_model, fake_vllm):
+    raw_params["teacher"].update(model=str(tiny_model))
+    raw_params["critique"]["backend"] = "vllm"
+    cfg = P.from_dict(raw_params)
+    backend = G.make_backend("critique", "teacher", cfg.critique, cfg.teacher, cfg.seed)
+    options = ["right", "wrong"]
+    picks = backend.choose(_requests(3), options, 0, cfg.critique)
+    # The fake scores token t at -(t % 7) - 0.5: the pick is the option whose tokens sum highest.
+    ids = [backend.tokenizer(o, add_special_tokens=False)["input_ids"] for o in options]
+    expected = options[max(range(2), key=lambda j: sum(-(t % 7) - 0.5 for t in ids[j]))]
+    assert [c.text for c in picks] == [expected] * 3
+    backend.close()
+
+
+def test_vllm_backend_names_the_keys_cpu_needs(raw_params, tiny_model, fake_vllm):
+    raw_params["teacher"].update(model=str(tiny_model), kv_cache_gib=None)
+    raw_params["critique"]["backend"] = "vllm"
+    cfg = P.from_dict(raw_params)
+    with pytest.raises(P.ParamsError, match="'teacher.kv_cache_gib' is null"):
+        G.make_backend("critique", "teacher", cfg.critique, cfg.teacher, cfg.seed)
+    raw_params["teacher"].update(kv_cache_gib=1, cpu_threads=4096)
+    cfg = P.from_dict(raw_params)
+    with pytest.raises(P.ParamsError, match="'teacher.cpu_threads' is 4096"):
+        G.make_backend("critique", "teacher", cfg.critique, cfg.teacher, cfg.seed)
+    assert fake_vllm.instances == []
+
+
+def test_vllm_falls_back_to_transformers_where_not_installed(raw_params, tiny_model, monkeypatch):
+    monkeypatch.setattr(G, "vllm_available", lambda: False)
+    raw_params["student"]["model"] = str(tiny_model)
+    cfg = P.from_dict(raw_params)
+    assert cfg.rollout.backend == "vllm" and G.resolved_backend("vllm") == "transformers"
+    backend = G.make_backend("rollout", "student", cfg.rollout, cfg.student, cfg.seed)
+    assert isinstance(backend, G.TransformersBackend) and backend.name == "transformers (vllm not installed)"
 
 
 # ---------------------------------------------------------------- OpenAI-compatible endpoint

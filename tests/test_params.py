@@ -54,6 +54,18 @@ def test_wrong_types_name_the_key(raw_params, key, value, fragment):
     assert err.key.startswith(f"train.{key}") and fragment in str(err)
 
 
+@pytest.mark.parametrize("role, key, value, fragment", [
+    ("student", "kv_cache_gib", 0, "must be > 0.0"),
+    ("teacher", "gpu_memory_utilization", 1.5, "must be <= 1.0"),
+    ("student", "cpu_threads", 0, "must be >= 1"),
+    ("teacher", "enforce_eager", "yes", "expected true or false"),
+])
+def test_vllm_engine_settings_are_validated(raw_params, role, key, value, fragment):
+    raw_params[role][key] = value
+    err = _error(raw_params)
+    assert err.key == f"{role}.{key}" and fragment in str(err)
+
+
 def test_scientific_notation_without_dot_reads_as_number(raw_params):
     raw_params["train"]["lr"] = "5e-6"
     assert P.from_dict(raw_params, REPO / "dvc.yaml").train.lr == 5e-6

@@ -141,7 +141,7 @@ def test_generation_notebooks_through_papermill(tmp_path, tiny_model):
              "reference_answer": str(2 * i), "source": "test"} for i in range(5)]
     write_jsonl(tmp_path / "train.jsonl", rows)
     overrides = {"student.model": str(tiny_model), "teacher.model": str(tiny_model),
-                 "rollout.max_new_tokens": 8, "rollout.batch_size": 2,
+                 "rollout.max_new_tokens": 8, "rollout.batch_size": 2, "rollout.backend": "transformers",
                  "critique.backend": "reference", "refine.backend": "reference"}
     stages = [("02_rollout", "train.jsonl", "02", "rollouts.jsonl"),
               ("03_critique", "02/rollouts.jsonl", "03", "critiques.jsonl"),

@@ -313,6 +313,8 @@ def test_an_empty_grid_means_no_stage(raw_params):
 def _tiny_params(raw: dict, tiny: str) -> dict:
     raw = yaml.safe_load(yaml.safe_dump(raw))
     raw["student"]["model"] = raw["teacher"]["model"] = tiny
+    for section in (raw["rollout"], raw["critique"], raw["refine"], raw["eval"]["generation"]):
+        section["backend"] = "transformers"  # the tiny model's heads are too narrow for vLLM on CPU
     raw["train"].update(max_length=512, global_batch_size=2, per_device_batch_size=2)
     raw["eval"]["benchmarks"] = {"gsm8k": 2}
     raw["eval"]["generation"].update(max_new_tokens=8, batch_size=2)
