@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import logging
 import os
 import re
@@ -33,10 +34,11 @@ from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from cgd import labels
-from cgd.params import GenerationConfig, ModelConfig
+from cgd.params import GenerationConfig, ModelConfig, ParamsError
 
 FinishReason = Literal["stop", "length", "error"]
 log = logging.getLogger(__name__)
@@ -230,6 +232,18 @@ def vllm_available() -> bool:
     return importlib.util.find_spec("vllm") is not None
 
 
+def _check_context(model: ModelConfig, role: str) -> None:
+    """vLLM refuses a max_model_len above the model's positions with a pydantic error about an env
+    override; for a local model folder, say which param to change instead."""
+    config = Path(model.model) / "config.json"
+    if not config.is_file():
+        return  # a hub id: vLLM resolves and checks it
+    positions = json.loads(config.read_text()).get("max_position_embeddings")
+    if positions is not None and model.max_model_len > positions:
+        raise ParamsError(f"{role}.max_model_len", f"is {model.max_model_len}, but {model.model} has "
+                          f"{positions} positions", f"set it to {positions} or less")
+
+
 class VLLMBackend(Backend):
     """vLLM's offline engine, alive from construction to `close()` (one stage).
 
@@ -244,13 +258,12 @@ class VLLMBackend(Backend):
         start = time.perf_counter()
         import torch
 
+        _check_context(model, role)
         self.gen, self.model_cfg, self.role = gen, model, role
         self.on_cpu = not torch.cuda.is_available()
         self._restore = {}
         if self.on_cpu:
             if model.kv_cache_gib is None:
-                from cgd.params import ParamsError
-
                 raise ParamsError(f"{role}.kv_cache_gib", "is null, but vLLM runs on the CPU here, where "
                                   "gpu_memory_utilization is a share of RAM minus what the process holds",
                                   "set a KV-cache size in GiB, e.g. 2 for the 135M demo model")
@@ -264,8 +277,6 @@ class VLLMBackend(Backend):
             if model.cpu_threads is not None:
                 available = len(os.sched_getaffinity(0))
                 if model.cpu_threads > available:
-                    from cgd.params import ParamsError
-
                     raise ParamsError(f"{role}.cpu_threads", f"is {model.cpu_threads}, but this process "
                                       f"may use {available} cores", "lower it, or null for vLLM's default")
                 # vLLM keeps an externally set OMP_NUM_THREADS; otherwise it serves on one thread.

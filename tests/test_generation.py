@@ -233,6 +233,11 @@ def test_vllm_backend_names_the_keys_cpu_needs(raw_params, tiny_model, fake_vllm
     cfg = P.from_dict(raw_params)
     with pytest.raises(P.ParamsError, match="'teacher.cpu_threads' is 4096"):
         G.make_backend("critique", "teacher", cfg.critique, cfg.teacher, cfg.seed)
+    positions = json.loads((tiny_model / "config.json").read_text())["max_position_embeddings"]
+    raw_params["teacher"].update(cpu_threads=None, max_model_len=positions + 1)
+    cfg = P.from_dict(raw_params)
+    with pytest.raises(P.ParamsError, match=f"'teacher.max_model_len' is {positions + 1}.*set it to {positions}"):
+        G.make_backend("critique", "teacher", cfg.critique, cfg.teacher, cfg.seed)
     assert fake_vllm.instances == []
 
 
