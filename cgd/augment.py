@@ -271,6 +271,16 @@ def stage_report(rows: list[dict], run: StageRun) -> dict:
                     if r["critique_agrees_with_verifier"] is not None)
         report["critique_accuracy"] = _ratio(agree, len(pairs))
         report["critique_compared"] = len(pairs)
+        # Where the verdict came from (the critique itself, or the one-word follow-up): a parser
+        # or teacher problem shows up as one source disagreeing with math-verify far more often.
+        by_source = {}
+        for r in rows:
+            if r["critique_agrees_with_verifier"] is not None:
+                s = by_source.setdefault(r["conclusion_source"], {"compared": 0, "disagree": 0})
+                s["compared"] += 1
+                s["disagree"] += not r["critique_agrees_with_verifier"]
+        report["disagreement_with_verifier_by_source"] = {
+            k: {**v, "rate": _ratio(v["disagree"], v["compared"])} for k, v in sorted(by_source.items())}
     elif stage == "refine":
         verifiable = [r["refined_correct"] for r in rows if r["refined_correct"] is not None]
         report["refined_correct"] = sum(verifiable)

@@ -105,6 +105,9 @@ def test_conclusion_followup_for_critiques_without_one(tmp_path, raw_params):
     assert backend.followup_gens[0].max_new_tokens == 8 and backend.followup_gens[0].temperature == 0.0
     report = augment.stage_report(out, run)
     assert report["conclusion_sources"] == {"critique": 1, "followup": 1, "none": 2}
+    assert report["disagreement_with_verifier_by_source"] == {
+        "critique": {"compared": 1, "disagree": 1, "rate": 1.0},
+        "followup": {"compared": 1, "disagree": 0, "rate": 0.0}}
 
 
 def test_reference_critique_agrees_with_verifier_end_to_end(tmp_path):

@@ -1,6 +1,13 @@
+import json
+from collections import Counter
+from pathlib import Path
+
 import pytest
 
 from cgd import labels, prompts
+
+ENDINGS = [json.loads(line) for line in
+           (Path(__file__).parent / "fixtures" / "critique_endings.jsonl").read_text().splitlines()]
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -10,11 +17,22 @@ from cgd import labels, prompts
     ("conclusion - Correct", "right"),
     ("Conclusion: Incorrect", "wrong"),
     ("Conclusion: right ... on reflection, Conclusion: wrong", "wrong"),
-    ("The answer is wrong.", "missing"),
+    ("The answer is wrong.", "wrong"),  # no label: the closing sentence about the answer decides
     ("", "missing"),
 ])
 def test_conclusion(text, expected):
     assert labels.conclusion(text) == expected
+
+
+@pytest.mark.parametrize("case", ENDINGS, ids=[f"{i}-{e['teacher']}" for i, e in enumerate(ENDINGS)])
+def test_conclusion_reads_the_final_verdict_of_real_teacher_styles(case):
+    assert labels.conclusion(case["ending"]) == case["expected"]
+
+
+def test_the_endings_table_covers_the_profiles_teachers():
+    teachers = Counter(e["teacher"] for e in ENDINGS)
+    assert len(ENDINGS) >= 40 and min(teachers.values()) >= 6 and len(teachers) == 4
+    assert {e["expected"] for e in ENDINGS} == {"right", "wrong", "missing"}
 
 
 @pytest.mark.parametrize("gold, prediction, expected", [
