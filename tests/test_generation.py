@@ -264,6 +264,14 @@ class _FaultyChatServer(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+    def _reply(self, code, body):
+        payload = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.auth_seen.add(self.headers.get("Authorization"))
@@ -284,12 +292,22 @@ class _FaultyChatServer(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(payload)
             return
+        if kind == "reasoning":  # what OpenAI's o-series answer to max_tokens
+            self._reply(400, {"error": {
+                "message": "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                           "Use 'max_completion_tokens' instead.",
+                "type": "invalid_request_error", "param": "max_tokens", "code": "unsupported_parameter"}})
+            return
+        finish = {"long": "length", "filtered": "content_filter", "aborted": "abort", "failed": "error",
+                  "unfinished": None}.get(kind, "stop")
+        choices = [] if kind == "empty" else [{"index": 0, "finish_reason": finish, "message": {
+            "role": "assistant", "content": None if kind == "filtered" else f"echo {prompt}"}}]
         payload = json.dumps({
             "id": "cmpl-1", "object": "chat.completion", "created": 0, "model": body["model"],
-            "choices": [{"index": 0, "finish_reason": "length" if kind == "long" else "stop",
-                         "message": {"role": "assistant", "content": f"echo {prompt}"}}],
-            "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
+            "choices": choices, "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
         }).encode()
+        if kind == "garbled":
+            payload = payload[:40]  # a proxy cut the body short: not JSON
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
@@ -331,6 +349,41 @@ def test_openai_backend_retries_and_records_failures(raw_params, chat_server, mo
     assert attempts["rate b"] == 2 and attempts["flaky c"] == 3 and attempts["down e"] == 3
     assert _FaultyChatServer.auth_seen == {f"Bearer {KEY}"}
     assert KEY not in json.dumps([c.__dict__ for c in out])
+
+
+def _served_teacher(raw_params, url, monkeypatch):
+    monkeypatch.setenv("CGD_TEST_KEY", KEY)
+    raw_params["teacher"].update(model="served-teacher", base_url=url, api_key_env="CGD_TEST_KEY",
+                                 max_concurrency=4, request_timeout_s=2, max_retries=0)
+    raw_params["critique"]["backend"] = raw_params["refine"]["backend"] = "openai"
+    cfg = P.from_dict(raw_params)
+    return G.OpenAIBackend(cfg.teacher, cfg.critique, "teacher")
+
+
+def test_openai_backend_keeps_every_row_of_a_malformed_or_unfinished_reply(raw_params, chat_server,
+                                                                           monkeypatch):
+    backend = _served_teacher(raw_params, chat_server, monkeypatch)
+    kinds = ["ok a", "filtered b", "aborted c", "failed d", "unfinished e", "empty f", "garbled g", "ok h"]
+    out = backend.generate([G.Request(str(i), [{"role": "user", "content": k}]) for i, k in enumerate(kinds)], 0)
+    by_kind = dict(zip(kinds, out))
+    assert [c.finish_reason for c in out] == ["stop"] + ["error"] * 6 + ["stop"]
+    assert by_kind["filtered b"].error == "finish_reason 'content_filter'" and by_kind["filtered b"].text == ""
+    assert by_kind["aborted c"].error == "finish_reason 'abort'"
+    assert by_kind["failed d"].error == "finish_reason 'error'"
+    assert by_kind["unfinished e"].error == "finish_reason None"
+    assert by_kind["empty f"].error.startswith("malformed reply: IndexError")
+    assert by_kind["garbled g"].error.startswith("malformed reply")
+    assert by_kind["ok h"].text == "echo ok h"
+
+
+def test_openai_backend_stops_the_stage_when_the_model_rejects_a_parameter(raw_params, chat_server,
+                                                                            monkeypatch):
+    backend = _served_teacher(raw_params, chat_server, monkeypatch)
+    requests = [G.Request(str(i), [{"role": "user", "content": f"reasoning {i}"}]) for i in range(40)]
+    with pytest.raises(RuntimeError, match="rejects 'max_tokens' for model served-teacher"):
+        backend.generate(requests, 0)
+    # the requests still queued when the first rejection came back were never sent
+    assert sum(_FaultyChatServer.attempts.values()) < len(requests)
 
 
 def test_openai_backend_names_the_missing_env_var(raw_params, monkeypatch):
