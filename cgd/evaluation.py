@@ -19,20 +19,17 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from cgd import benchmarks, grading, labels, shards, stats
+from cgd import benchmarks, grading, labels, prompts, shards, stats
 from cgd.benchmarks import Problem
 from cgd.generation import Backend, Request, opened, resolved_backend
 from cgd.params import EvalConfig, GenerationConfig, Params
 
-SYSTEM_MATH = "Please reason step by step, and put your final answer within \\boxed{}."
-SYSTEM_CHOICE = ("Please reason step by step, and put the letter of the correct option within "
-                 "\\boxed{}, for example \\boxed{A}.")
 PROMPT_VERSION = "qwen25-math-cot-v1"
 
 
 def messages(problem: Problem) -> list[dict]:
-    system = SYSTEM_CHOICE if problem.answer_type == "choice" else SYSTEM_MATH
-    return [{"role": "system", "content": system}, {"role": "user", "content": problem.problem}]
+    """The student's view of a benchmark problem: the same layout it was trained and rolled out on."""
+    return prompts.student_messages(problem.problem, problem.answer_type)
 
 
 # ---------------------------------------------------------------- which model

@@ -1,6 +1,7 @@
 """The three prompts of CGD data generation, versioned.
 
-Rollout asks the student for a step-by-step solution ending in \\boxed{} (Qwen2.5-Math CoT style).
+Rollout asks the student for a step-by-step solution ending in \\boxed{} (Qwen2.5-Math CoT: the
+instruction in a system turn, built by `student_messages`, which training and evaluation share).
 Critique shows the teacher the question and the student's answer and asks for a step-by-step
 review ending in `Conclusion: right` or `Conclusion: wrong`, as in the CFT data and the paper's
 Appendix D. Refine shows the teacher the question, the student's answer and the critique and asks
@@ -18,10 +19,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 VERSION = "v1"
+VERSIONS = {"rollout": "v2"}  # v2: the CoT instruction moved to the system turn (student_messages)
 
-ROLLOUT = """{question}
+# The student's view of a question, in the Qwen2.5-Math CoT layout the paper's evaluation used: the
+# instruction as a system turn, the question as the user turn. The rollout (y'), the SFT and
+# Distilled-SFT records (x) and evaluation all build it with `student_messages`, so the student is
+# trained on the layout it is tested on.
+STUDENT_SYSTEM = {
+    "math": "Please reason step by step, and put your final answer within \\boxed{}.",
+    "choice": ("Please reason step by step, and put the letter of the correct option within "
+               "\\boxed{}, for example \\boxed{A}."),
+}
 
-Please reason step by step, and put your final answer within \\boxed{{}}."""
+
+def student_messages(question: str, answer_type: str = "math") -> list[dict]:
+    """The chat a student answers: the CoT instruction for the answer type, then the question."""
+    system = STUDENT_SYSTEM["choice" if answer_type == "choice" else "math"]
+    return [{"role": "system", "content": system}, {"role": "user", "content": question}]
+
+
+# The rollout's user turn; a rollout.prompt_file may reword it, the system turn stays.
+ROLLOUT = """{question}"""
 
 CRITIQUE = """Please critique whether the following solution to the question is correct.
 
@@ -80,14 +98,17 @@ class Prompt:
     version: str
 
     def render(self, **fields: str) -> list[dict]:
-        """The chat messages for one request (a single user turn)."""
-        return [{"role": "user", "content": self.template.format(**fields)}]
+        """The chat messages for one request: a single user turn, or the student's view (rollout)."""
+        text = self.template.format(**fields)
+        if self.stage == "rollout":
+            return student_messages(text)
+        return [{"role": "user", "content": text}]
 
 
 def load(stage: str, prompt_file: str | None = None) -> Prompt:
     """The stage's prompt: the built-in one, or the template in `prompt_file`."""
     if prompt_file is None:
-        return Prompt(stage, DEFAULTS[stage], f"{stage}-{VERSION}")
+        return Prompt(stage, DEFAULTS[stage], f"{stage}-{VERSIONS.get(stage, VERSION)}")
     template = Path(prompt_file).read_text(encoding="utf-8")
     used = {name for _, name, _, _ in string.Formatter().parse(template) if name}
     if used != FIELDS[stage]:

@@ -50,7 +50,8 @@ def test_verify_gold_first(gold, prediction, expected):
 
 def test_builtin_prompts_render_their_fields():
     rollout = prompts.load("rollout").render(question="What is 2+2?")
-    assert rollout[0]["role"] == "user" and "\\boxed{}" in rollout[0]["content"]
+    assert [m["role"] for m in rollout] == ["system", "user"] and "\\boxed{}" in rollout[0]["content"]
+    assert rollout[1]["content"] == "What is 2+2?"
     critique = prompts.load("critique").render(question="Q?", student_answer="A.")[0]["content"]
     assert "Q?" in critique and "A." in critique and '"Conclusion: right"' in critique
     refine = prompts.load("refine")
@@ -62,8 +63,25 @@ def test_custom_prompt_file(tmp_path):
     good = tmp_path / "rollout.txt"
     good.write_text("Solve: {question} (box the answer: \\boxed{{}})")
     p = prompts.load("rollout", str(good))
-    assert p.version.startswith("custom:") and p.render(question="1+1")[0]["content"].startswith("Solve: 1+1")
+    assert p.version.startswith("custom:") and p.render(question="1+1")[-1]["content"].startswith("Solve: 1+1")
     bad = tmp_path / "critique.txt"
     bad.write_text("Critique {question}")
     with pytest.raises(ValueError, match="student_answer"):
         prompts.load("critique", str(bad))
+
+
+def test_the_student_sees_one_layout_in_rollout_training_and_evaluation():
+    from cgd import evaluation, records
+    from cgd.benchmarks import Problem
+
+    question = "Natalia sold clips to 48 of her friends in April. How many clips did she sell?"
+    row = {"id": "r1", "question": question, "reference_solution": "48 \\boxed{48}",
+           "refined_answer": "\\boxed{48}"}
+    t = records.templates()
+    views = {"rollout": prompts.load("rollout").render(question=question),
+             "sft": records.sft(row, t)["prompt"], "distilled_sft": records.distilled_sft(row, t)["prompt"],
+             "eval": evaluation.messages(Problem("gsm8k", "p1", question, "48", "math"))}
+    assert all(v == views["eval"] for v in views.values()), views
+    assert views["eval"] == prompts.student_messages(question)
+    mc = evaluation.messages(Problem("mmlu_pro", "p2", "Which? (A) x (B) y", "A", "choice", n_options=2))
+    assert "letter of the correct option" in mc[0]["content"] and mc[1]["content"] == "Which? (A) x (B) y"

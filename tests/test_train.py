@@ -48,9 +48,11 @@ def test_records_condition_on_and_learn_what_the_paper_says(method):
                       "excluded": {"not in mixture": 1, "status refine:truncated": 1}}
     prompt_markers, target = EXPECTED[method]
     for rec in recs:
-        prompt = rec["prompt"][0]["content"]
+        prompt = "\n".join(m["content"] for m in rec["prompt"])
         completion = rec["completion"][0]["content"]
-        assert rec["prompt"][0]["role"] == "user" and rec["completion"][0]["role"] == "assistant"
+        # x alone is the student's view (CoT system turn + question); the others are one user turn
+        roles = ["system", "user"] if method in ("sft", "distilled_sft") else ["user"]
+        assert [m["role"] for m in rec["prompt"]] == roles and rec["completion"][0]["role"] == "assistant"
         assert {m for m in MARKERS if m in prompt} == prompt_markers
         assert {m for m in MARKERS if m in completion} == {target}
 
