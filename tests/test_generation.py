@@ -410,3 +410,40 @@ def test_transformers_choose_scores_the_options(raw_params, tiny_model):
                 logp = torch.log_softmax(backend.model(torch.tensor([prompt + ids])).logits.float()[0], -1)
             return sum(logp[len(prompt) - 1 + i, t].item() for i, t in enumerate(ids))
         assert c.text == max(["right", "wrong"], key=score)
+
+
+def test_stage_06_shuts_its_engine_down_before_lm_eval_starts_one(raw_params, tiny_model, fake_vllm,
+                                                                   eval_hub_mirror, tmp_path, monkeypatch):
+    """Notebook 06's order: the benchmarks' vLLM engine, then lm-eval's own (general.model: vllm).
+    On a GPU each reserves gpu_memory_utilization of it, so the first must be gone first."""
+    from dataclasses import replace
+
+    import lm_eval
+
+    from cgd import evaluation, general
+
+    raw_params["student"].update(model=str(tiny_model), gpu_memory_utilization=0.42)
+    raw_params["eval"].update(hub_mirror=str(eval_hub_mirror), benchmarks={"gsm8k": 2},
+                              general={**raw_params["eval"]["general"], "model": "vllm",
+                                       "tasks": {"cgd_local_mc": "acc,none"}})
+    raw_params["eval"]["generation"].update(backend="vllm", max_new_tokens=8)
+    raw_params["data"]["decontamination"]["benchmarks"] = ["gsm8k"]
+    cfg = P.from_dict(raw_params)
+    problems, _ = evaluation.load_problems(cfg.eval, cfg.seed)
+    items = evaluation.plan(problems, cfg.eval)
+    model_cfg = replace(cfg.student, model=str(tiny_model))
+    evaluation.generate(items, problems, lambda: G.make_backend("eval", "student", cfg.eval.generation,
+                                                                model_cfg, cfg.seed),
+                        cfg.eval, tmp_path / "out", cfg.seed, "fp")
+    assert len(fake_vllm.instances) == 1
+
+    def simple_evaluate(model, model_args, **kwargs):  # lm-eval's vllm model builds vllm.LLM
+        assert all(llm.closed for llm in fake_vllm.instances), "the benchmarks' engine is still up"
+        fake_vllm(model=model_args["pretrained"], gpu_memory_utilization=model_args["gpu_memory_utilization"])
+        return {"results": {"cgd_local_mc": {"acc,none": 0.5, "acc_stderr,none": 0.1}},
+                "n-samples": {"cgd_local_mc": {"effective": 6}}}
+
+    monkeypatch.setattr(lm_eval, "simple_evaluate", simple_evaluate)
+    out = general.run(str(tiny_model), cfg.eval.general, model_cfg, cfg.seed)
+    assert out["cgd_local_mc"]["value"] == 50.0
+    assert [llm.kwargs["gpu_memory_utilization"] for llm in fake_vllm.instances] == [0.42, 0.42]
