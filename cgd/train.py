@@ -91,7 +91,7 @@ class CountingCollator:
         return batch
 
 
-def _callbacks(live_dir: Path, resume: bool):
+def _callbacks(live_dir: Path, resume: bool, main: bool):
     from dvclive import Live
     from transformers import TrainerCallback
     from transformers.integrations import DVCLiveCallback
@@ -110,6 +110,8 @@ def _callbacks(live_dir: Path, resume: bool):
             logs["progress"] = state.global_step / max(state.max_steps, 1)
             self.last = (now, seen)
 
+    if not main:  # one writer of the curves: the global main process (ranks share the filesystem)
+        return [Throughput()], None
     # A resumed run appends to the curves it began; a fresh run starts them over.
     live = Live(str(live_dir), dvcyaml=None, save_dvc_exp=False, report=None, resume=resume)
     return [Throughput(), DVCLiveCallback(live=live)], live
@@ -120,10 +122,30 @@ def _fingerprint(params: Params, method: str, seed: int, recs: list[dict]) -> st
                                "method": method, "seed": seed, "records": recs})
 
 
-def _latest_checkpoint(ckpt_dir: Path, fingerprint: str) -> str | None:
+def _resume_point(ckpt_dir: Path, fingerprint: str) -> str | None:
+    """The checkpoint to resume from, agreed by every rank before any is deleted.
+
+    Ranks on several nodes share `ckpt_dir`: they must hold the same records and settings (else the
+    run stops here, deleting nothing), and only the main process removes stale checkpoints, after
+    which the others look."""
+    from accelerate import PartialState
+    from accelerate.utils import gather_object
+
+    state = PartialState()
+    seen = set(gather_object([fingerprint]))
+    if len(seen) > 1:
+        raise RuntimeError(f"ranks disagree on the training fingerprint ({len(seen)} values): their "
+                           "params, records or code differ; give every node the same checkout and data")
+    resume = _latest_checkpoint(ckpt_dir, fingerprint, delete_stale=state.is_main_process)
+    state.wait_for_everyone()
+    return resume if state.is_main_process else _latest_checkpoint(ckpt_dir, fingerprint, delete_stale=False)
+
+
+def _latest_checkpoint(ckpt_dir: Path, fingerprint: str, delete_stale: bool) -> str | None:
     stamp = ckpt_dir / "fingerprint.txt"
     if not stamp.exists() or stamp.read_text() != fingerprint:
-        shutil.rmtree(ckpt_dir, ignore_errors=True)  # stale: other records or settings
+        if delete_stale:
+            shutil.rmtree(ckpt_dir, ignore_errors=True)  # stale: other records or settings
         return None
     # trainer_state.json is the last file a checkpoint gets: one without it was cut off mid-save.
     found = sorted((p for p in ckpt_dir.glob("checkpoint-*") if (p / "trainer_state.json").exists()),
@@ -177,8 +199,8 @@ def train(params: Params, method: str, seed: int, data_path: str, model_out: str
     model = AutoModelForCausalLM.from_pretrained(params.student.model, dtype=dtype)
 
     fingerprint = _fingerprint(params, method, seed, recs)
-    resume = _latest_checkpoint(ckpt_dir, fingerprint) if cfg.save_steps else None
-    callbacks, live = _callbacks(Path(live_dir), resume is not None)
+    resume = _resume_point(ckpt_dir, fingerprint) if cfg.save_steps else None
+    callbacks, live = _callbacks(Path(live_dir), resume is not None, main=args.process_index == 0)
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(recs),
                          processing_class=tokenizer, callbacks=callbacks)
     counter = CountingCollator(trainer.data_collator)
@@ -249,12 +271,22 @@ def _save(trainer, tokenizer, out: Path, deepspeed: bool, final: bool = True) ->
 def launch_command(params: Params, method: str, seed: int, data_path: str, model_out: str,
                    live_dir: str, checkpoint_dir: str, params_file: str,
                    overrides: dict | None = None, num_gpus: int | None = None,
-                   snapshot_dir: str | None = None) -> list[str]:
-    """`accelerate launch` over the local GPUs with the repo's DeepSpeed config (train.deepspeed)."""
+                   snapshot_dir: str | None = None, num_machines: int = 1, machine_rank: int = 0,
+                   main_process_ip: str | None = None, main_process_port: int = 29500) -> list[str]:
+    """`accelerate launch` with the repo's DeepSpeed config (train.deepspeed): over the local GPUs,
+    or, with `num_machines` > 1, this node's part of a run that every node starts the same way
+    (`num_gpus` per node; the config's standard launcher: torchrun rendezvous at node 0, no ssh)."""
     import torch
 
     gpus = num_gpus if num_gpus is not None else torch.cuda.device_count()
-    return ["accelerate", "launch", "--config_file", params.train.deepspeed, "--num_processes", str(gpus),
+    nodes = []
+    if num_machines > 1:
+        if not main_process_ip:
+            raise ValueError("a run on several nodes needs main_process_ip (node 0's address)")
+        nodes = ["--num_machines", str(num_machines), "--machine_rank", str(machine_rank),
+                 "--main_process_ip", main_process_ip, "--main_process_port", str(main_process_port)]
+    return ["accelerate", "launch", "--config_file", params.train.deepspeed,
+            "--num_processes", str(gpus * num_machines), *nodes,
             "-m", "cgd", "train", "--params", params_file, "--overrides", json.dumps(overrides or {}),
             "--method", method, "--seed", str(seed), "--data", data_path, "--model-out", model_out,
             "--live-dir", live_dir, "--checkpoint-dir", checkpoint_dir,

@@ -291,3 +291,43 @@ def test_keep_freed_memory_serves_big_blocks_from_the_heap_and_keeps_them():
 
     assert probe("off") == ["False", "False"]  # glibc's default: a fresh mmap, unmapped on free
     assert probe("on") == ["True", "True"]  # from the heap, still there after free
+
+
+def test_a_two_node_launch_uses_torchrun_rendezvous_not_pdsh(tiny_model):
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils.launch import prepare_deepspeed_cmd_env
+
+    cfg = _cfg(tiny_model, deepspeed="configs/accelerate/zero3.yaml")
+    cmd = train.launch_command(cfg, "cgd", 0, "d.jsonl", "m", "live", "ckpt", "params.yaml", num_gpus=8,
+                               num_machines=2, machine_rank=1, main_process_ip="10.0.0.1")
+    args = launch_command_parser().parse_args(cmd[2:])  # what `accelerate launch` parses
+    args, defaults, _ = _validate_launch_command(args)
+    assert args.use_deepspeed and args.num_machines == 2 and args.num_processes == 16
+    assert args.deepspeed_multinode_launcher == "standard"
+    # as accelerate's launch_command does before calling its DeepSpeed launcher
+    args.deepspeed_fields_from_accelerate_config = ",".join(defaults.deepspeed_config)
+    launcher_cmd, _ = prepare_deepspeed_cmd_env(args)
+    assert launcher_cmd is None  # accelerate builds a torchrun launch, not `deepspeed --launcher pdsh`
+    assert (args.nnodes, args.node_rank, args.nproc_per_node) == ("2", 1, "8")
+    assert args.rdzv_endpoint == "10.0.0.1:29500"  # node 0, where every node meets
+    with pytest.raises(ValueError, match="main_process_ip"):
+        train.launch_command(cfg, "cgd", 0, "d.jsonl", "m", "live", "ckpt", "params.yaml", num_gpus=8,
+                             num_machines=2)
+
+
+def test_ranks_agree_on_the_fingerprint_before_a_stale_checkpoint_goes(tmp_path, monkeypatch):
+    import accelerate.utils
+
+    ckpt = tmp_path / "ckpt"
+    (ckpt / "checkpoint-4").mkdir(parents=True)
+    (ckpt / "checkpoint-4" / "trainer_state.json").write_text("{}")
+    (ckpt / "fingerprint.txt").write_text("old")
+    monkeypatch.setattr(accelerate.utils, "gather_object", lambda objs: ["new", "other"])
+    with pytest.raises(RuntimeError, match="ranks disagree"):
+        train._resume_point(ckpt, "new")
+    assert (ckpt / "checkpoint-4").exists()  # nothing deleted on a disagreement
+    assert train._latest_checkpoint(ckpt, "new", delete_stale=False) is None and ckpt.exists()
+    monkeypatch.setattr(accelerate.utils, "gather_object", lambda objs: ["old", "old"])
+    assert train._resume_point(ckpt, "old").endswith("checkpoint-4")
+    monkeypatch.setattr(accelerate.utils, "gather_object", lambda objs: ["new", "new"])
+    assert train._resume_point(ckpt, "new") is None and not ckpt.exists()  # main process: stale goes
