@@ -35,7 +35,9 @@ def _convert(args) -> int:
     cfg = P.load(args.params)
     report = convert_embedded_model(cfg.embedded.model_dir, cfg.embedded.dtype)
     if args.metrics:
-        write_json(args.metrics, report)
+        from cgd.provenance import stamp
+
+        write_json(args.metrics, stamp(report, {"converted": cfg.embedded.model_dir}))
     print(json.dumps(report, indent=2))
     return 0
 

@@ -9,7 +9,6 @@ are graded never regenerates them.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 import time
@@ -23,6 +22,7 @@ from cgd import benchmarks, grading, labels, prompts, shards, stats
 from cgd.benchmarks import Problem
 from cgd.generation import Backend, Request, opened, resolved_backend
 from cgd.params import EvalConfig, GenerationConfig, Params
+from cgd.provenance import model_digest  # noqa: F401 - notebook 06 hashes the model it evaluates
 
 PROMPT_VERSION = "qwen25-math-cot-v1"
 
@@ -50,21 +50,6 @@ def model_for(params: Params, name: str) -> EvalModel:
         raise ValueError(f"model '{name}' is neither 'base' nor <method>-seed<seed> for a method in "
                          f"train.methods ({', '.join(params.train.methods)})")
     return EvalModel(name, f"models/{m.group(1)}/seed{m.group(2)}")
-
-
-def model_digest(path: str) -> str:
-    """Content hash of a local model folder (a retrained model at the same path must not reuse
-    old generations); a hub id stands for itself."""
-    root = Path(path)
-    if not root.is_dir():
-        return path
-    h = hashlib.sha256()
-    for f in sorted(p for p in root.rglob("*") if p.is_file()):
-        h.update(str(f.relative_to(root)).encode())
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                h.update(block)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------- what to generate

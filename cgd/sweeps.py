@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from cgd import io, shards
+from cgd import io, provenance, shards
 from cgd import params as P
 
 NOTEBOOKS = Path("notebooks")
@@ -229,7 +229,7 @@ def redraw_mixture(in_file: str, out_file: str, metrics_file: str, params_file: 
                          "incorrect_fractions)") from exc
     io.write_jsonl(out_file, final)
     report = {"from": in_file, "rows": len(rows), **report}
-    io.write_json(metrics_file, report)
+    io.write_json(metrics_file, provenance.stamp(report))
     return report
 
 
@@ -269,7 +269,7 @@ def run_point(point: str | Path, chain, values: dict, params_file: str = "params
         io.write_json(marker, {"fingerprint": fp, "wall_s": wall})
         print(f"{point}: {step.label} done in {wall} s", flush=True)
     result = collect(point, steps, values, overrides, ablation, list(chain), fp)
-    io.write_json(summary_path, result)
+    io.write_json(summary_path, provenance.stamp(result))
     return {**result, "status": "done"}
 
 

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cgd import device, io, records, shards
+from cgd import device, io, provenance, records, shards
 from cgd.params import Params, ParamsError, TrainConfig
 
 
@@ -232,6 +232,7 @@ def train(params: Params, method: str, seed: int, data_path: str, model_out: str
         "data": build_report, "length": fit_report,
     }
     if trainer.is_world_process_zero():
+        metrics["provenance"] = provenance.collect({"student": params.student.model, "trained": model_out})
         live.summary.update(metrics)
         live.make_summary()
         shutil.rmtree(ckpt_dir, ignore_errors=True)  # the run finished: nothing left to resume
