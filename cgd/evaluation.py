@@ -235,6 +235,49 @@ def compare_with_base(samples: list[dict], base_samples: list[dict], cfg: EvalCo
     return out
 
 
+# The paper's claims as paired comparisons on the same problems: CGD vs CFT (Tables 1, 6, 7: the
+# Δ row) and CGD vs CGD without the critique (Fig. 4).
+CLAIMS = {"cgd_minus_cft": ("cgd", "cft"), "cgd_minus_cgd_no_critique": ("cgd", "cgd_no_critique")}
+
+
+def _paired_scores(a: list[dict], b: list[dict], bench: str) -> tuple[list[float], list[float]]:
+    mine = _scores([r for r in a if r["benchmark"] == bench and r["mode"] == "greedy"])
+    other = _scores([r for r in b if r["benchmark"] == bench and r["mode"] == "greedy"])
+    common = sorted(set(mine) & set(other))
+    return [mine[i] for i in common], [other[i] for i in common]
+
+
+def compare_methods(samples: dict[str, list[dict]], cfg: EvalConfig, seeds: list[int], seed: int) -> dict:
+    """For each claim (CLAIMS) and benchmark, and each paper group's average, the paired difference
+    a - b on the same problems: per training seed, and pooled over seeds (each seed's problem pairs
+    together). `samples` maps run names ("cgd-seed0") to their graded samples; a claim whose runs
+    are missing is left out."""
+    groups = {"avg_group1": [b for b in cfg.benchmarks if benchmarks.REGISTRY[b].group == 1],
+              "avg_group2": [b for b in cfg.benchmarks if benchmarks.REGISTRY[b].group == 2]}
+    out = {}
+    for claim, (a, b) in CLAIMS.items():
+        present = [s for s in seeds if f"{a}-seed{s}" in samples and f"{b}-seed{s}" in samples]
+        if not present:
+            continue
+        pairs = {s: {bench: _paired_scores(samples[f"{a}-seed{s}"], samples[f"{b}-seed{s}"], bench)
+                     for bench in cfg.benchmarks} for s in present}
+        pooled = {bench: tuple(sum((list(pairs[s][bench][i]) for s in present), []) for i in (0, 1))
+                  for bench in cfg.benchmarks}
+
+        def report(by_bench):
+            r = {bench: stats.paired_difference(*by_bench[bench], cfg.bootstrap_resamples, seed)
+                 for bench in cfg.benchmarks}
+            for g, members in groups.items():
+                if members:
+                    r[g] = stats.paired_group_difference({m: by_bench[m] for m in members},
+                                                         cfg.bootstrap_resamples, seed)
+            return r
+
+        out[claim] = {"a": a, "b": b, "seeds": present,
+                      "per_seed": {str(s): report(pairs[s]) for s in present}, "pooled": report(pooled)}
+    return out
+
+
 def summary(name: str, path: str, per_benchmark: dict, samples: list[dict]) -> dict:
     """Headline numbers: the plain mean accuracy of each paper group over the benchmarks run
     (the paper's Avg. columns), and format drift over all greedy outputs."""

@@ -69,6 +69,34 @@ def paired_difference(a: Sequence[float], b: Sequence[float], resamples: int, se
     return out
 
 
+def paired_group_difference(pairs: dict[str, tuple[Sequence[float], Sequence[float]]], resamples: int,
+                            seed: int, confidence: float = 0.95) -> dict:
+    """A group average's paired difference: the plain mean over benchmarks of mean(a - b) (the
+    paper's Avg. weighs benchmarks equally), a bootstrap CI resampling problems within each
+    benchmark, and the exact McNemar p-value over all the group's discordant pairs."""
+    from scipy.stats import binomtest
+
+    diffs = {k: np.asarray(a, dtype=float) - np.asarray(b, dtype=float) for k, (a, b) in pairs.items()}
+    diffs = {k: d for k, d in diffs.items() if d.size}
+    if not diffs:
+        return {"n": 0, "benchmarks": [], "diff": None, "ci_low": None, "ci_high": None, "p_value": None}
+    rng = _rng(seed)
+    point = float(np.mean([d.mean() for d in diffs.values()]))
+    boot = np.mean([d[rng.integers(0, d.size, size=(resamples, d.size))].mean(axis=1)
+                    for d in diffs.values()], axis=0)
+    alpha = (1 - confidence) / 2
+    lo, hi = np.quantile(boot, [alpha, 1 - alpha])
+    out = {"n": int(sum(d.size for d in diffs.values())), "benchmarks": sorted(diffs),
+           "diff": round(100 * point, 2), "ci_low": round(100 * float(lo), 2),
+           "ci_high": round(100 * float(hi), 2), "p_value": None}
+    every = np.concatenate(list(diffs.values()))
+    if set(np.unique(every)) <= {-1.0, 0.0, 1.0}:
+        wins, losses = int((every == 1).sum()), int((every == -1).sum())
+        out["wins"], out["losses"] = wins, losses
+        out["p_value"] = 1.0 if wins + losses == 0 else round(float(binomtest(wins, wins + losses).pvalue), 4)
+    return out
+
+
 def pass_at_k(n: int, c: int, k: int) -> float:
     """Unbiased pass@k (Chen et al., 2021): 1 - C(n-c, k) / C(n, k), for n samples with c correct."""
     if k > n:

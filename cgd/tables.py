@@ -26,6 +26,7 @@ class Cell:
     ci_low: float | None
     ci_high: float | None
     paper: float | None
+    p_value: float | None = None  # paired cells (Δ rows): exact McNemar p on the same problems
 
     @property
     def diff(self) -> float | None:
@@ -35,9 +36,18 @@ class Cell:
         run = NOT_RUN if self.run is None else f"{self.run:.1f}"
         if self.run is not None and self.ci_low is not None:
             run += f" [{self.ci_low:.1f}, {self.ci_high:.1f}]"
+        if self.run is not None and self.p_value is not None:
+            run += f" p={self.p_value:.2g}"
         paper_ = "–" if self.paper is None else f"{self.paper:.1f}"
         diff = "" if self.diff is None else f" ({self.diff:+.1f})"
         return f"{run} / {paper_}{diff}"
+
+
+def load_eval_samples(folder: str | Path = "data/06_eval") -> dict[str, list[dict]]:
+    """run name -> its graded samples (data/06_eval/<run>/samples.jsonl), for paired comparisons."""
+    from cgd.io import read_jsonl
+
+    return {p.parent.name: list(read_jsonl(p)) for p in sorted(Path(folder).glob("*/samples.jsonl"))}
 
 
 def load_eval_metrics(folder: str | Path = "metrics/eval") -> dict[str, dict]:
@@ -148,10 +158,11 @@ def table4(runs_by_lr: dict[float, dict[str, dict]], paper_rows: list[dict]) -> 
 
 
 def table1(metrics: dict[str, dict], paper_rows: list[dict], paper_model: str,
-           paper_table: str = "table1") -> tuple[list[str], dict]:
+           paper_table: str = "table1", paired: dict | None = None) -> tuple[list[str], dict]:
     """Paper Table 1 layout: Group 1, its Avg., Group 2, its Avg.; rows base, methods, Δ = CGD − CFT.
     Tables 6 (MetaMathQA) and 7 (Mixtral, OLMo students) share it: `paper_table` picks the paper
-    rows to set beside the run. Returns the column keys and {method: {column: Cell}}."""
+    rows to set beside the run. `paired` (evaluation.compare_methods' pooled CGD − CFT) gives the
+    Δ cells their paired bootstrap CI and McNemar p. Returns the column keys and {method: {column: Cell}}."""
     group1 = [b for b in paper.GROUP1]
     group2 = [b for b in paper.GROUP2]
     columns = group1 + ["avg_group1"] + group2 + ["avg_group2"]
@@ -165,8 +176,18 @@ def table1(metrics: dict[str, dict], paper_rows: list[dict], paper_model: str,
     rows["delta_cgd_minus_cft"] = {}
     for col in columns:
         cgd, cft = rows["cgd"][col].run, rows["cft"][col].run
-        rows["delta_cgd_minus_cft"][col] = Cell(None if cgd is None or cft is None else round(cgd - cft, 1),
-                                                None, None, reported.get(("delta_cgd_minus_cft", col)))
+        reported_delta = reported.get(("delta_cgd_minus_cft", col))
+        if cgd is None or cft is None:
+            rows["delta_cgd_minus_cft"][col] = Cell(None, None, None, reported_delta)
+            continue
+        pair = (paired or {}).get(col)
+        if pair and pair.get("diff") is not None:
+            lo, hi = pair["ci_low"], pair["ci_high"]
+            rows["delta_cgd_minus_cft"][col] = Cell(
+                round(pair["diff"], 1), None if lo is None else round(lo, 1),
+                None if hi is None else round(hi, 1), reported_delta, pair.get("p_value"))
+        else:
+            rows["delta_cgd_minus_cft"][col] = Cell(round(cgd - cft, 1), None, None, reported_delta)
     return columns, rows
 
 

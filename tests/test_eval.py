@@ -197,3 +197,28 @@ def test_eval_notebook_end_to_end(tiny_model, eval_hub_mirror, tmp_path):
     assert "| Fig. 8 | — | not run |" in index and "| Table 2 | — | not run |" in index
     assert "| Table 1 |" in index and "partial: 3 of 8 benchmarks" in index  # gsm8k, math500, mmlu_pro
     assert (tmp_path / "fig" / "fig2_methods.png").exists() and (tmp_path / "fig" / "format_drift.pdf").exists()
+
+
+def test_compare_methods_pairs_the_same_problems_per_seed_and_pooled(raw_params):
+    raw_params["eval"]["benchmarks"] = {"gsm8k": 4, "math500": 2}
+    cfg = P.from_dict(raw_params)
+
+    def run(correct: dict[str, list[int]]):
+        return [{"benchmark": b, "mode": "greedy", "problem_id": f"{b}-{i}", "correct": bool(c)}
+                for b, cs in correct.items() for i, c in enumerate(cs)]
+
+    samples = {"cgd-seed0": run({"gsm8k": [1, 1, 0, 0], "math500": [1, 0]}),
+               "cft-seed0": run({"gsm8k": [0, 1, 0, 0], "math500": [0, 0]}),
+               "cgd-seed1": run({"gsm8k": [1, 1, 1, 0], "math500": [0, 0]}),
+               "cft-seed1": run({"gsm8k": [1, 1, 1, 1], "math500": [0, 0]}),
+               "cgd_no_critique-seed0": run({"gsm8k": [1, 1, 0, 0], "math500": [1, 0]})}
+    out = evaluation.compare_methods(samples, cfg.eval, seeds=[0, 1], seed=0)
+    cft = out["cgd_minus_cft"]
+    assert cft["seeds"] == [0, 1]
+    assert cft["per_seed"]["0"]["gsm8k"]["diff"] == 25.0 and cft["per_seed"]["1"]["gsm8k"]["diff"] == -25.0
+    assert cft["pooled"]["gsm8k"]["n"] == 8 and cft["pooled"]["gsm8k"]["diff"] == 0.0
+    assert (cft["pooled"]["gsm8k"]["wins"], cft["pooled"]["gsm8k"]["losses"]) == (1, 1)
+    assert cft["pooled"]["math500"]["diff"] == 25.0
+    assert cft["pooled"]["avg_group1"]["diff"] == 12.5  # (0 + 25) / 2: benchmarks weigh equally
+    critique = out["cgd_minus_cgd_no_critique"]
+    assert critique["seeds"] == [0] and critique["pooled"]["gsm8k"]["diff"] == 0.0

@@ -45,3 +45,15 @@ def test_paired_difference_and_mcnemar():
     assert same["diff"] == 0.0 and same["p_value"] == 1.0 and same["ci_low"] == same["ci_high"] == 0.0
     with pytest.raises(ValueError, match="differ in length"):
         stats.paired_difference([1, 0], [1], 100, 0)
+
+
+def test_a_group_average_weighs_benchmarks_equally_and_pools_mcnemar():
+    big = ([1] * 10 + [0] * 90, [0] * 100)  # +10 points over 100 problems
+    small = ([0] * 10, [1] * 2 + [0] * 8)  # -20 points over 10 problems
+    g = stats.paired_group_difference({"gsm8k": big, "math500": small}, 2000, seed=1)
+    assert g["diff"] == -5.0 and g["benchmarks"] == ["gsm8k", "math500"] and g["n"] == 110
+    assert g["ci_low"] < -5.0 < g["ci_high"]
+    assert (g["wins"], g["losses"]) == (10, 2) and 0.01 < g["p_value"] < 0.05  # binomial 10 of 12
+    assert stats.paired_group_difference({"gsm8k": big}, 2000, seed=1) == \
+        stats.paired_group_difference({"gsm8k": big}, 2000, seed=1)  # reproducible for a seed
+    assert stats.paired_group_difference({}, 100, 0)["diff"] is None

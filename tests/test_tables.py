@@ -67,3 +67,13 @@ def test_the_same_layout_serves_tables_6_and_7(metrics):
     assert rows["cgd"]["math500"].paper == 59.0  # Table 6 (MetaMathQA), not Table 1's 54.2
     _, rows = tables.table1(metrics, paper.load(), "OLMo-2-1124-7B-Instruct", "table7")
     assert rows["cgd"]["amc23"].paper == 20.0 and rows["distilled_sft"]["amc23"].paper is None
+
+
+def test_the_delta_row_carries_the_paired_ci_and_mcnemar_p(metrics):
+    paired = {"gsm8k": {"n": 20, "diff": 18.0, "ci_low": 5.0, "ci_high": 30.0, "p_value": 0.012},
+              "math500": {"n": 20, "diff": 7.0, "ci_low": None, "ci_high": None, "p_value": None}}
+    _, rows = tables.table1(metrics, paper.load(), "LLaMA3.1-8B Instruct", paired=paired)
+    delta = rows["delta_cgd_minus_cft"]["gsm8k"]
+    assert (delta.run, delta.ci_low, delta.ci_high, delta.p_value) == (18.0, 5.0, 30.0, 0.012)
+    assert delta.text() == "18.0 [5.0, 30.0] p=0.012 / 0.9 (+17.1)"
+    assert rows["delta_cgd_minus_cft"]["minerva"].run is None  # CFT never ran it: no difference
