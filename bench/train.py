@@ -8,7 +8,7 @@ gradient checkpointing, batches of 8 in random order. Ours is `cgd.train.train` 
 same batch of 8 (`--batch-size`), so both take the same optimizer steps.
 
 Prints non-pad tokens per second for each, the ratio (target >= 1.5x), and the fraction of this
-CPU's bf16 matmul peak that a 6 x params x tokens training FLOP count implies, the peak being
+training device's bf16 matmul peak (the GPU's where there is one) that a 6 x params x tokens training FLOP count implies, the peak being
 measured in the same run. `--rounds` alternates the two to average out a noisy machine.
 
 Needs the pipeline's stage-04 data (`dvc repro refine`). The 64 records are drawn, with
@@ -33,14 +33,24 @@ from cgd import io, records, train
 from cgd import params as P
 
 
-def matmul_peak_tflops(dtype=torch.bfloat16, n: int = 2048, reps: int = 8) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    for _ in range(2):
+def matmul_peak_tflops(dtype=torch.bfloat16, reps: int = 8) -> tuple[float, str]:
+    """bf16 matmul throughput of the device the runs trained on (the GPU where there is one: a
+    CPU peak would make a GPU run read as several hundred percent of it), and the device's name."""
+    cuda = torch.cuda.is_available()
+    device, n = ("cuda", 8192) if cuda else ("cpu", 2048)
+    a = torch.randn(n, n, dtype=dtype, device=device)
+    b = torch.randn(n, n, dtype=dtype, device=device)
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    for _ in range(3):
         a @ b
+    sync()
     start = time.perf_counter()
-    for _ in range(reps):
+    for _ in range(reps * (10 if cuda else 1)):
         a @ b
-    return 2 * n ** 3 * reps / (time.perf_counter() - start) / 1e12
+    sync()
+    flops = 2 * n ** 3 * reps * (10 if cuda else 1)
+    name = torch.cuda.get_device_name(0) if cuda else "CPU"
+    return flops / (time.perf_counter() - start) / 1e12, name
 
 
 def bare_trl(model_dir: str, recs: list[dict], out: str) -> tuple[int, float]:
@@ -90,13 +100,13 @@ def main() -> None:
             print(f"round {r + 1}: bare {results['bare TRL'][-1]}, ours {results['ours'][-1]} "
                   "(non-pad tokens, seconds)")
 
-    peak = matmul_peak_tflops()
+    peak, device_name = matmul_peak_tflops()
     n_params = sum(t.numel() for t in load_file(f"{cfg.student.model}/model.safetensors").values())
     peak_tok_s = peak * 1e12 / (6 * n_params)
     rates = {k: sum(t for t, _ in v) / sum(s for _, s in v) for k, v in results.items()}
     for k, rate in rates.items():
         print(f"{k:>9}: {rate:7.1f} non-pad tok/s  ({rate / peak_tok_s:.1%} of peak)")
-    print(f"bf16 matmul peak measured now: {peak:.2f} TFLOP/s = {peak_tok_s:,.0f} tok/s "
+    print(f"bf16 matmul peak measured now on {device_name}: {peak:.2f} TFLOP/s = {peak_tok_s:,.0f} tok/s "
           f"for {n_params / 1e6:.0f}M params")
     print(f"ratio ours / bare TRL: {rates['ours'] / rates['bare TRL']:.2f}x (target >= 1.5x)")
 
