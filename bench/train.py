@@ -7,9 +7,9 @@ gradient checkpointing, batches of 8 in random order. Ours is `cgd.train.train` 
 (bf16 autocast where the CPU has it, batches grouped by length, no checkpointing on CPU) at the
 same batch of 8 (`--batch-size`), so both take the same optimizer steps.
 
-Prints non-pad tokens per second for each, the ratio (target >= 1.5x), and the fraction of this
-training device's bf16 matmul peak (the GPU's where there is one) that a 6 x params x tokens training FLOP count implies, the peak being
-measured in the same run. `--rounds` alternates the two to average out a noisy machine.
+Prints non-pad tokens per second for each, the ratio (target >= 1.5x), and the fraction of the
+training device's bf16 matmul peak (the GPU's where there is one) that a 6 x params x tokens
+training FLOP count implies, the peak being measured in the same run. `--rounds` alternates the two to average out a noisy machine.
 
 Needs the pipeline's stage-04 data (`dvc repro refine`). The 64 records are drawn, with
 replacement when fewer exist, from the rows whose three generations are all present (the CPU
