@@ -1,0 +1,96 @@
+"""Appendix C probes on the tiny model: each quantity checked against an explicit computation."""
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from cgd import diagnostics as D
+
+ROW = {"id": "r1", "question": "Tom has 3 apples and buys 4 more. How many apples?",
+       "student_answer": "3 + 4 = 8, so \\boxed{8}", "critique": "The sum is wrong: 3 + 4 = 7.\n\nConclusion: wrong",
+       "refined_answer": "3 + 4 = 7, so Tom has \\boxed{7} apples."}
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model):
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32,
+                                                 attn_implementation="eager").eval()
+    return model, tok
+
+
+def test_entropy_of_hand_built_distributions():
+    assert D.entropy(torch.zeros(4)) == pytest.approx(np.log(4))
+    assert D.entropy(torch.tensor([0.0, -1e4, -1e4])) == pytest.approx(0.0, abs=1e-6)
+    p = np.array([0.5, 0.25, 0.25])
+    assert D.entropy(torch.tensor(np.log(p))) == pytest.approx(-(p * np.log(p)).sum())
+
+
+def test_spans_are_exactly_each_sections_tokens(tiny):
+    _, tok = tiny
+    rendered = D.render_row(tok, ROW)
+    for k, name in enumerate(("problem", "student_answer", "critique")):
+        text = tok.decode([i for i, s in zip(rendered.ids, rendered.section) if s == k])
+        field = {"problem": ROW["question"], "student_answer": ROW["student_answer"],
+                 "critique": ROW["critique"]}[name]
+        assert text.strip() == field.strip()
+    other = tok.decode([i for i, s in zip(rendered.ids, rendered.section) if s == 3])
+    assert "Question:" in other and "Critique:" in other  # labels and template are "other"
+
+
+def test_first_token_entropy_is_the_entropy_after_the_prompt(tiny):
+    model, tok = tiny
+    ids = torch.tensor([D.render_row(tok, ROW).ids])
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0, -1]
+    p = torch.softmax(logits, -1)
+    assert D.first_token_entropy(model, tok, ROW) == pytest.approx(float(-(p * p.log()).sum()), rel=1e-5)
+
+
+def test_gradient_norm_matches_an_explicit_computation(tiny):
+    model, tok = tiny
+    from cgd import records
+
+    for with_critique in (True, False):
+        got = D.gradient_norm(model, tok, ROW, with_critique)
+        record = {"prompt": D.cgd_messages(ROW, with_critique=with_critique),
+                  "completion": [{"role": "assistant", "content": ROW["refined_answer"]}]}
+        prompt_ids, full_ids = records.token_ids(record, tok)
+        ids = torch.tensor([full_ids])
+        logits = model(input_ids=ids).logits[0, :-1]
+        targets = ids[0, 1:]
+        keep = torch.arange(len(targets)) >= len(prompt_ids) - 1  # predict completion tokens only
+        loss = torch.nn.functional.cross_entropy(logits[keep], targets[keep])
+        grads = torch.autograd.grad(loss, [p for p in model.parameters()])
+        expected = float(torch.sqrt(sum((g ** 2).sum() for g in grads)))
+        assert got == pytest.approx(expected, rel=1e-4)
+        assert all(p.grad is None for p in model.parameters())  # freed between rows
+    assert D.gradient_norm(model, tok, ROW, True) != D.gradient_norm(model, tok, ROW, False)
+
+
+def test_attention_shares_sum_to_one_per_token_and_layer(tiny):
+    model, tok = tiny
+    shares = D.attention_shares(model, tok, ROW, max_new_tokens=6)
+    n_layers = model.config.num_hidden_layers
+    assert shares.shape[1:] == (n_layers, 4) and 1 <= shares.shape[0] <= 6
+    assert np.allclose(shares.sum(axis=-1), 1.0, atol=1e-4) and (shares >= 0).all()
+    # step 0 against an explicit full forward pass at the last prompt position, layer 0
+    rendered = D.render_row(tok, ROW)
+    with torch.no_grad():
+        att = model(input_ids=torch.tensor([rendered.ids]), output_attentions=True).attentions[0]
+    w = att[0, :, -1, :].mean(0).numpy()
+    expected = [w[rendered.section == k].sum() for k in range(3)]
+    assert np.allclose(shares[0, 0, :3], expected, atol=1e-5)
+    phases = D.phase_means(shares, 3)
+    assert phases.shape == (n_layers, 4, 3)
+
+
+def test_counterfactual_partner_is_never_the_rows_own_critique():
+    ids = [f"r{i}" for i in range(25)]
+    for seed in range(20):
+        partners = D.counterfactual_partners(ids, seed)
+        assert set(partners) == set(ids) and all(partners[i] != i for i in ids)
+    assert D.counterfactual_partners(ids, 3) == D.counterfactual_partners(ids, 3)
+    with pytest.raises(ValueError, match="at least two"):
+        D.counterfactual_partners(["only"], 0)
