@@ -97,7 +97,7 @@ def first_token_entropy(model, tokenizer, row: dict) -> float:
 
     ids = torch.tensor([render_row(tokenizer, row).ids], device=model.device)
     with torch.inference_mode():
-        logits = model(input_ids=ids).logits[0, -1]
+        logits = model(input_ids=ids, logits_to_keep=1).logits[0, -1]  # the LM head at one position only
     return entropy(logits)
 
 
@@ -191,3 +191,127 @@ def counterfactual_partners(ids: list[str], seed: int) -> dict[str, str]:
     rng.shuffle(order)
     # Rotating a shuffled order by one is a derangement: every row gets its successor's critique.
     return {order[i]: order[(i + 1) % len(order)] for i in range(len(order))}
+
+
+# ---------------------------------------------------------------- the stage: rows, models, probes
+
+
+def diagnostic_rows(rows: list[dict], n: int, seed: int) -> list[dict]:
+    """`n` rows with all three generations (status ok), drawn with the seed, in id order."""
+    complete = sorted((r for r in rows if r.get("status") == "ok"), key=lambda r: r["id"])
+    if len(complete) < 2:
+        raise ValueError(f"the probes need at least 2 complete stage-04 rows; {len(complete)} have status ok")
+    chosen = random.Random(seed).sample(complete, min(n, len(complete)))
+    return sorted(chosen, key=lambda r: r["id"])
+
+
+def load(path: str, eager: bool = False):
+    """(model, tokenizer) on the device the stage runs on, bf16 where it is fast; eager attention
+    when the weights are wanted (attention probes)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from cgd.device import device, torch_dtype
+
+    from cgd.device import keep_freed_memory
+
+    if device() == "cpu":
+        keep_freed_memory()  # as in training: backward passes re-allocate the same large blocks
+    kwargs = {"attn_implementation": "eager"} if eager else {}
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype("auto"), **kwargs)
+    return model.to(device()).eval(), AutoTokenizer.from_pretrained(path)
+
+
+def entropy_probe(model_paths: dict[str, str], rows: list[dict], resamples: int, seed: int) -> tuple[list, dict]:
+    """Table 9: per-row first-token entropy of each model, and each model against CGD (paired)."""
+    from tqdm import tqdm
+
+    per_row = {}
+    for name, path in model_paths.items():
+        model, tok = load(path)
+        per_row[name] = [first_token_entropy(model, tok, r) for r in tqdm(rows, desc=f"entropy {name}")]
+        del model
+    from cgd import stats
+
+    table = {}
+    for name, values in per_row.items():
+        entry = {"path": model_paths[name], "n": len(values), "mean": float(np.mean(values)),
+                 "sd": float(np.std(values, ddof=1)) if len(values) > 1 else None}
+        if "cgd" in per_row and name != "cgd":
+            entry["vs_cgd"] = stats.paired_t(values, per_row["cgd"], resamples, seed)
+        table[name] = entry
+    samples = [{"id": r["id"], **{name: per_row[name][i] for name in per_row}} for i, r in enumerate(rows)]
+    return samples, table
+
+
+def gradient_probe(path: str, rows: list[dict], resamples: int, seed: int) -> tuple[list, dict]:
+    """Table 10: the CGD model's gradient norm per row with and without the critique."""
+    from tqdm import tqdm
+
+    from cgd import stats
+
+    model, tok = load(path)
+    model.train()  # dropout-free models: same numbers; gradients flow as in training
+    samples = [{"id": r["id"], "with_critique": gradient_norm(model, tok, r, True),
+                "without_critique": gradient_norm(model, tok, r, False)} for r in tqdm(rows, desc="gradient norm")]
+    w = [s["with_critique"] for s in samples]
+    wo = [s["without_critique"] for s in samples]
+    table = {"path": path, "n": len(samples),
+             "with_critique": {"mean": float(np.mean(w)), "sd": float(np.std(w, ddof=1)) if len(w) > 1 else None},
+             "without_critique": {"mean": float(np.mean(wo)), "sd": float(np.std(wo, ddof=1)) if len(wo) > 1 else None},
+             "with_minus_without": stats.paired_t(w, wo, resamples, seed)}
+    table["reduction_pct"] = 100 * (1 - table["with_critique"]["mean"] / table["without_critique"]["mean"])
+    return samples, table
+
+
+def attention_probe(path: str, rows: list[dict], max_new_tokens: int, phases: int) -> tuple[dict, dict]:
+    """Figs. 9-11: per row, shares[step, layer, section] of the CGD model's generation; and the
+    summaries the figures and the metrics report (per-layer means, first-step shares, phase means)."""
+    from tqdm import tqdm
+
+    model, tok = load(path, eager=True)
+    arrays = {r["id"]: attention_shares(model, tok, r, max_new_tokens) for r in tqdm(rows, desc="attention")}
+    per_layer = np.stack([a.mean(axis=0) for a in arrays.values()])  # [row, layer, section]
+    first = np.stack([a[0] for a in arrays.values()])
+    by_phase = np.nanmean(np.stack([phase_means(a, phases) for a in arrays.values()]), axis=0)
+    layers = per_layer.shape[1]
+    summary = {"rows": len(arrays), "layers": layers, "sections": list(SECTIONS),
+               "steps": [int(a.shape[0]) for a in arrays.values()],
+               "mean_by_layer": per_layer.mean(axis=0).round(4).tolist(),
+               "first_step_by_layer": first.mean(axis=0).round(4).tolist(),
+               "phase_means_by_layer": {str(k): by_phase[k].round(4).tolist()
+                                        for k in sorted({0, layers // 2, layers - 1})}}
+    return arrays, summary
+
+
+def counterfactual_probe(model_paths: dict[str, str], rows: list[dict], backend_factory, seed: int,
+                         resamples: int) -> tuple[list, dict]:
+    """Table 11: each model answers every row in the CGD layout with the row's critique (factual)
+    and with another row's (counterfactual); answers graded against the row's reference answer."""
+    from cgd import labels, stats
+    from cgd.generation import Request, opened
+
+    partner = counterfactual_partners([r["id"] for r in rows], seed)
+    by_id = {r["id"]: r for r in rows}
+    samples = []
+    for name, path in model_paths.items():
+        requests = []
+        for r in rows:
+            requests.append(Request(f"{r['id']}|factual", cgd_messages(r)))
+            requests.append(Request(f"{r['id']}|counterfactual",
+                                    cgd_messages(r, critique=by_id[partner[r["id"]]]["critique"])))
+        with opened(lambda: backend_factory(path), True) as (backend, _):
+            out = backend.generate(requests, seed)
+        for req, c in zip(requests, out):
+            rid, condition = req.id.split("|")
+            samples.append({"model": name, "id": rid, "condition": condition,
+                            "critique_from": rid if condition == "factual" else partner[rid],
+                            "answer": c.text, "finish_reason": c.finish_reason,
+                            "correct": bool(labels.verify(by_id[rid]["reference_answer"], c.text))})
+    table = {}
+    for name in model_paths:
+        cells = {cond: [s["correct"] for s in samples if s["model"] == name and s["condition"] == cond]
+                 for cond in ("factual", "counterfactual")}
+        table[name] = {cond: stats.mean_ci(v, resamples, seed) for cond, v in cells.items()}
+        table[name]["factual_minus_counterfactual"] = stats.paired_difference(
+            cells["factual"], cells["counterfactual"], resamples, seed)
+    return samples, table

@@ -198,6 +198,130 @@ def curve_plot(frame, methods: list[str], x_label: str, title: str, log_x: bool 
     return fig
 
 
+# ---------------------------------------------------------------- Appendix C (stage 08's outputs)
+
+SECTION_LABELS = {"problem": "Problem", "student_answer": "Student Answer", "critique": "Critique",
+                  "other": "Other (template, answer so far)"}
+
+
+def attention_frame(npz_path: str | Path):
+    """Long form of stage 08's attention.npz: one row per (row, step, layer, section) with its share (%)."""
+    import pandas as pd
+
+    from cgd.diagnostics import SECTIONS
+
+    parts = []
+    with np.load(npz_path) as arrays:
+        for row_id in arrays.files:
+            a = arrays[row_id]  # [step, layer, section]
+            steps, layers, sections = np.meshgrid(np.arange(a.shape[0]), np.arange(a.shape[1]),
+                                                  np.arange(a.shape[2]), indexing="ij")
+            parts.append(pd.DataFrame({"row": row_id, "step": steps.ravel(), "layer": layers.ravel(),
+                                       "section": np.asarray(SECTIONS)[sections.ravel()],
+                                       "share": 100 * a.ravel()}))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+        columns=["row", "step", "layer", "section", "share"])
+
+
+def _layers_shown(n_layers: int) -> list[int]:
+    """First, middle and last layer (the paper shows 0, 16, 31 of 32), plus a quarter when room."""
+    return sorted({0, n_layers // 4, n_layers // 2, n_layers - 1})
+
+
+def _section_palette() -> dict[str, tuple]:
+    import seaborn as sns
+
+    colours = sns.color_palette("colorblind", 8)
+    # blue, orange, green for the three sections; grey for everything else
+    return dict(zip(SECTION_LABELS.values(), [colours[0], colours[1], colours[2], colours[7]]))
+
+
+def attention_flow(frame, title: str):
+    """Fig. 9: attention share per section over generation steps, one panel per layer shown,
+    95% CIs over rows."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    layers = _layers_shown(int(frame.layer.max()) + 1)
+    data = frame[frame.layer.isin(layers)].assign(section=lambda f: f.section.map(SECTION_LABELS))
+    fig, axes = plt.subplots(1, len(layers), figsize=(4 * len(layers), 3.6), sharey=True, squeeze=False)
+    for ax, layer in zip(axes[0], layers):
+        sns.lineplot(data=data[data.layer == layer], x="step", y="share", hue="section",
+                     palette=_section_palette(), errorbar=("ci", 95), ax=ax, legend=layer == layers[-1])
+        ax.set(title=f"layer {layer}", xlabel="generated token", ylabel="attention share (%)", ylim=(0, 100))
+    if axes[0][-1].get_legend():
+        sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1), title=None)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def attention_by_layer(frame, title: str):
+    """Fig. 10: mean attention share per section at every layer (mean over steps, then rows; 95% CI)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    per_row = (frame.groupby(["row", "layer", "section"], as_index=False)["share"].mean()
+               .assign(section=lambda f: f.section.map(SECTION_LABELS)))
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    sns.lineplot(data=per_row, x="layer", y="share", hue="section", palette=_section_palette(),
+                 errorbar=("ci", 95), marker="o", ax=ax)
+    ax.set(xlabel="layer", ylabel="mean attention share (%)", ylim=(0, 100), title=title)
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1), title=None)
+    fig.tight_layout()
+    return fig
+
+
+def attention_phases(frame, phases: int, title: str):
+    """Fig. 11: heatmaps of mean share by section (rows) and generation phase (columns: equal
+    slices of each row's generation) for the first, middle and last layer."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    n_layers = int(frame.layer.max()) + 1
+    layers = sorted({0, n_layers // 2, n_layers - 1})
+    steps = frame.groupby("row")["step"].transform("max") + 1
+    data = frame.assign(phase=(frame.step * phases // steps) + 1,
+                        section=frame.section.map(SECTION_LABELS))
+    fig, axes = plt.subplots(1, len(layers), figsize=(4.2 * len(layers), 3.2), squeeze=False)
+    for ax, layer in zip(axes[0], layers):
+        grid = (data[data.layer == layer].groupby(["row", "section", "phase"])["share"].mean()
+                .groupby(["section", "phase"]).mean().unstack("phase")
+                .reindex(list(SECTION_LABELS.values())))
+        sns.heatmap(grid, annot=True, fmt=".0f", vmin=0, vmax=100, cmap="viridis", cbar=layer == layers[-1],
+                    ax=ax)
+        ax.set(title=f"layer {layer}", xlabel="generation phase", ylabel="" if layer else "section")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def counterfactual_bars(table11: dict, title: str):
+    """Table 11 as a figure: accuracy with factual vs counterfactual critiques, per model (95% CIs)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    conditions = ["factual", "counterfactual"]
+    colours = palette()
+    width = 0.38
+    for i, model in enumerate(table11):
+        for j, cond in enumerate(conditions):
+            cell = table11[model][cond]
+            mean = cell["mean"] or 0.0
+            err = None if cell["ci_low"] is None else [[mean - cell["ci_low"]], [cell["ci_high"] - mean]]
+            x = i + (j - 0.5) * width
+            ax.bar(x, mean, width, yerr=err, capsize=4, color=colours.get(model),
+                   alpha=1.0 if cond == "factual" else 0.45, edgecolor="black",
+                   label=cond if i == 0 else None)
+            ax.annotate(f"{mean:.0f}% (n={cell['n']})", (x, mean), xytext=(0, 3), textcoords="offset points",
+                        ha="center", fontsize=8)
+    ax.set_xticks(range(len(table11)), [LABELS.get(m, m) for m in table11])
+    ax.set(ylabel="accuracy (%)", ylim=(0, 100), title=title)
+    ax.legend(title="critique", loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
 # ---------------------------------------------------------------- INDEX.md
 
 # Paper items this stage cannot draw yet, and what would produce their inputs.
@@ -211,8 +335,12 @@ NOT_BUILT = {
                "or allenai/OLMo-2-1124-7B-Instruct",
     "Table 8": "ablations.teacher.teachers (e.g. s1.1-32b: {teacher.model: simplescaling/s1.1-32B}); "
                "the llama8b-webinstruct profile sets it",
-    "Table 9": "the entropy probe (Appendix C), not part of the pipeline yet",
-    "Table 10": "the gradient-norm probe (Appendix C), not part of the pipeline yet",
+    "Table 9": "stage 08 (`dvc repro diagnostics`): the entropy probe",
+    "Table 10": "stage 08 (`dvc repro diagnostics`): the gradient-norm probe",
+    "Table 11": "stage 08 (`dvc repro diagnostics`): the counterfactual-critique probe",
+    "Fig. 9": "stage 08 (`dvc repro diagnostics`): attention captured while CGD generates",
+    "Fig. 10": "stage 08 (`dvc repro diagnostics`): attention captured while CGD generates",
+    "Fig. 11": "stage 08 (`dvc repro diagnostics`): attention captured while CGD generates",
     "Fig. 5": "ablations.mixture.incorrect_fractions, e.g. [0.0, 0.25, 0.5, 0.75, 1.0] at a fixed "
               "ablations.mixture.total",
     "Fig. 6": "ablations.epochs.methods, e.g. [cgd] (evaluated after each of ablations.epochs.epochs)",

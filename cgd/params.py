@@ -228,6 +228,23 @@ class EpochsAblation:
 
 
 @dataclass(frozen=True)
+class DiagnosticsConfig:
+    """Stage 08, the paper's Appendix C probes on the trained models (Tables 9-11, Figs. 9-11)."""
+
+    # the rows probed: this run's stage-04 rows (status ok). The paper's held-out OpenMathInstruct-2
+    # rows are not a source yet.
+    source: Literal["cgd_data"]
+    rows: int = _range(ge=2, help="diagnostic rows for entropy and gradient norm (paper: 500)")
+    # Table 9's rows; null = base and every method in train.methods
+    models: list[Literal["base", "sft", "distilled_sft", "cft", "cgd", "cgd_no_critique"]] | None
+    attention_rows: int = _range(ge=1, help="rows generated with attention capture (paper: 50)")
+    attention_max_new_tokens: int = _range(ge=1, help="paper: 8192")
+    attention_phases: int = _range(ge=1, help="Fig. 11's generation phases")
+    counterfactual_rows: int = _range(ge=2, help="rows answered with factual and counterfactual critiques")
+    counterfactual_max_new_tokens: int = _range(ge=1)
+
+
+@dataclass(frozen=True)
 class AblationsConfig:
     lr: LrAblation
     mixture: MixtureAblation
@@ -249,6 +266,7 @@ class Params:
     eval: EvalConfig
     figures: FiguresConfig
     ablations: AblationsConfig
+    diagnostics: DiagnosticsConfig
 
 
 # ---------------------------------------------------------------- building and type checking
@@ -442,6 +460,18 @@ def validate(params: Params, raw: dict, dvc_yaml: str | Path = "dvc.yaml") -> No
         raise ParamsError("train.methods", "lists a method twice", "remove the duplicate")
     if not t.seeds:
         raise ParamsError("train.seeds", "is empty", "list at least one seed, e.g. [0]")
+    d = params.diagnostics
+    untrained = [m for m in d.models or [] if m != "base" and m not in t.methods]
+    if untrained:
+        raise ParamsError("diagnostics.models", f"lists {', '.join(untrained)}, not in train.methods",
+                          "probe only base and trained methods")
+    if "cgd" not in t.methods:
+        raise ParamsError("diagnostics", "probes the CGD model, but train.methods has no cgd",
+                          "add cgd to train.methods")
+    if d.attention_rows > d.rows or d.counterfactual_rows > d.rows:
+        raise ParamsError("diagnostics.attention_rows" if d.attention_rows > d.rows
+                          else "diagnostics.counterfactual_rows", f"exceeds diagnostics.rows ({d.rows})",
+                          "they are drawn from the diagnostic rows: lower it or raise diagnostics.rows")
     if t.global_batch_size % t.per_device_batch_size:
         raise ParamsError(
             "train.global_batch_size",

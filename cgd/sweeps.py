@@ -234,10 +234,11 @@ def redraw_mixture(in_file: str, out_file: str, metrics_file: str, params_file: 
 
 
 def point_fingerprint(chain, values: dict, every_epoch: bool, raw: dict) -> str:
-    """What makes a point's results: its steps, values and the params they run with. The figures
-    and ablations sections shape no point (a teacher's overrides enter through `values`)."""
+    """What makes a point's results: its steps, values and the params they run with. The figures,
+    ablations and diagnostics sections shape no point (a teacher's overrides enter through `values`)."""
     overrides, _ = resolve(values, raw)
-    params = {k: v for k, v in P.apply_overrides(raw, overrides).items() if k not in ("figures", "ablations")}
+    params = {k: v for k, v in P.apply_overrides(raw, overrides).items()
+              if k not in ("figures", "ablations", "diagnostics")}
     return shards.fingerprint({"chain": list(chain), "values": values, "every_epoch": every_epoch,
                                "params": params})
 

@@ -27,19 +27,26 @@ class Cell:
     ci_high: float | None
     paper: float | None
     p_value: float | None = None  # paired cells (Δ rows): exact McNemar p on the same problems
+    digits: int = 1  # decimals shown (entropies need two)
+    applies: bool = True  # False: the cell has no meaning for its row (CGD minus itself) and reads "—"
 
     @property
     def diff(self) -> float | None:
-        return None if self.run is None or self.paper is None else round(self.run - self.paper, 1)
+        if self.run is None or self.paper is None:
+            return None
+        return round(self.run - self.paper, self.digits)
 
     def text(self) -> str:
-        run = NOT_RUN if self.run is None else f"{self.run:.1f}"
+        if not self.applies:
+            return "—"
+        d = self.digits
+        run = NOT_RUN if self.run is None else f"{self.run:.{d}f}"
         if self.run is not None and self.ci_low is not None:
-            run += f" [{self.ci_low:.1f}, {self.ci_high:.1f}]"
+            run += f" [{self.ci_low:.{d}f}, {self.ci_high:.{d}f}]"
         if self.run is not None and self.p_value is not None:
             run += f" p={self.p_value:.2g}"
-        paper_ = "–" if self.paper is None else f"{self.paper:.1f}"
-        diff = "" if self.diff is None else f" ({self.diff:+.1f})"
+        paper_ = "–" if self.paper is None else f"{self.paper:.{d}f}"
+        diff = "" if self.diff is None else f" ({self.diff:+.{d}f})"
         return f"{run} / {paper_}{diff}"
 
 
@@ -239,11 +246,75 @@ def table8(base: dict[str, dict], runs_by_teacher: dict[str, dict[str, dict]], p
     return columns, rows
 
 
+# ---------------------------------------------------------------- Appendix C (stage 08)
+
+# Table 9's "Baseline SFT" row is the paper's starting model, our base student.
+PAPER_TABLE9_METHOD = {"base": "baseline_sft"}
+
+
+def _r(x: float | None, digits: int) -> float | None:
+    return None if x is None else round(x, digits)
+
+
+def table9(diag: dict, paper_rows: list[dict], paper_model: str) -> tuple[list[str], dict]:
+    """Mean first-token entropy per model (nats), and each model minus CGD on the same rows (bootstrap
+    CI, paired t-test p)."""
+    reported = {r["method"]: r["value"] for r in paper_rows if r["table"] == "table9" and r["model"] == paper_model}
+    rows = {}
+    order = ["base", "sft", "distilled_sft", "cft", "cgd", "cgd_no_critique"]
+    probed = sorted(diag["table9_entropy"].items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99)
+    for name, e in probed:
+        vs = e.get("vs_cgd") or {}
+        rows[name] = {
+            "mean_entropy": Cell(_r(e["mean"], 2), None, None, reported.get(PAPER_TABLE9_METHOD.get(name, name)), digits=2),
+            "sd": Cell(_r(e["sd"], 2), None, None, None, digits=2),
+            "minus_cgd": Cell(_r(vs.get("diff"), 3), _r(vs.get("ci_low"), 3), _r(vs.get("ci_high"), 3), None,
+                              vs.get("p_value"), digits=3, applies=name != "cgd"),
+        }
+    return ["mean_entropy", "sd", "minus_cgd"], rows
+
+
+def table10(diag: dict, paper_rows: list[dict], paper_model: str) -> tuple[list[str], dict]:
+    """The CGD model's gradient norm with and without the critique (mean, sd), and their paired difference."""
+    reported = {(r["setting"], r["benchmark"]): r["value"] for r in paper_rows
+                if r["table"] == "table10" and r["model"] == paper_model}
+    t = diag["table10_gradient_norm"]
+    rows = {}
+    for cond in ("without_critique", "with_critique"):
+        setting = "condition=" + cond.replace("_", " ")
+        rows[cond] = {"grad_norm_mean": Cell(_r(t[cond]["mean"], 1), None, None,
+                                             reported.get((setting, "grad_norm_mean"))),
+                      "grad_norm_std": Cell(_r(t[cond]["sd"], 1), None, None, reported.get((setting, "grad_norm_std")))}
+    d = t["with_minus_without"]
+    rows["with_minus_without"] = {
+        "grad_norm_mean": Cell(_r(d["diff"], 1), _r(d["ci_low"], 1), _r(d["ci_high"], 1), None, d["p_value"]),
+        "grad_norm_std": Cell(None, None, None, None, applies=False)}
+    return ["grad_norm_mean", "grad_norm_std"], rows
+
+
+def table11(diag: dict) -> tuple[list[str], dict]:
+    """Accuracy (%) answering with factual and counterfactual critiques, and their paired difference
+    (bootstrap CI, McNemar p). The paper reports one sample (base: correct / incorrect; CGD: correct
+    / correct), noted under the table, not as numbers."""
+    rows = {}
+    for name, cells in diag["table11_counterfactual"].items():
+        d = cells["factual_minus_counterfactual"]
+        rows[name] = {cond: Cell(_r(cells[cond]["mean"], 1), _r(cells[cond]["ci_low"], 1),
+                                 _r(cells[cond]["ci_high"], 1), None) for cond in ("factual", "counterfactual")}
+        rows[name]["factual_minus_counterfactual"] = Cell(_r(d["diff"], 1), _r(d["ci_low"], 1),
+                                                          _r(d["ci_high"], 1), None, d["p_value"])
+    return ["factual", "counterfactual", "factual_minus_counterfactual"], rows
+
+
 def column_title(key: str) -> str:
     if key in benchmarks.REGISTRY:
         return benchmarks.REGISTRY[key].title
     return {"avg_group1": "Avg. (G1)", "avg_group2": "Avg. (G2)", "avg": "Avg.", "ifeval": "IFEval",
-            "musr": "MUSR", "truthfulqa": "TruthfulQA", "bbh": "BBH"}.get(key, key)
+            "musr": "MUSR", "truthfulqa": "TruthfulQA", "bbh": "BBH", "mean_entropy": "Mean entropy",
+            "sd": "Std. dev.", "minus_cgd": "− CGD (paired)", "grad_norm_mean": "Mean gradient norm",
+            "grad_norm_std": "Std. dev. gradient norm", "factual": "Factual critique",
+            "counterfactual": "Counterfactual critique",
+            "factual_minus_counterfactual": "Factual − counterfactual"}.get(key, key)
 
 
 def to_frame(columns: list[str], rows: dict[str, dict[str, Cell]]):
@@ -257,7 +328,8 @@ def to_frame(columns: list[str], rows: dict[str, dict[str, Cell]]):
 def method_title(key: str) -> str:
     """Row titles: "+ CGD", "CGD (LR = 5e-06)" (Table 4), "CGD (teacher = org/name)" (Table 8)."""
     method, _, setting = key.partition("@")
-    title = METHOD_TITLES.get(method, method)
+    title = {"with_critique": "With critique", "without_critique": "Without critique",
+             "with_minus_without": "With − without (paired)"}.get(method) or METHOD_TITLES.get(method, method)
     if not setting:
         return title
     kind = "LR" if re.fullmatch(r"[\d.e+-]+", setting) else "teacher"
@@ -269,7 +341,8 @@ def to_long(columns: list[str], rows: dict[str, dict[str, Cell]]):
     import pandas as pd
 
     return pd.DataFrame([{"method": m, "column": c, "run": cell.run, "ci_low": cell.ci_low,
-                          "ci_high": cell.ci_high, "paper": cell.paper, "diff": cell.diff}
+                          "ci_high": cell.ci_high, "p_value": cell.p_value, "paper": cell.paper,
+                          "diff": cell.diff}
                          for m, cells in rows.items() for c, cell in ((c, cells[c]) for c in columns)])
 
 

@@ -94,3 +94,45 @@ def test_counterfactual_partner_is_never_the_rows_own_critique():
     assert D.counterfactual_partners(ids, 3) == D.counterfactual_partners(ids, 3)
     with pytest.raises(ValueError, match="at least two"):
         D.counterfactual_partners(["only"], 0)
+
+
+@pytest.mark.slow
+def test_diagnostics_notebook_end_to_end(tiny_model, tmp_path):
+    import papermill as pm
+
+    from cgd.io import read_json, write_jsonl
+
+    rows = [{**ROW, "id": f"r{i}", "status": "ok", "in_mixture": True, "reference_answer": "7",
+             "question": f"{ROW['question']} (case {i})"} for i in range(5)]
+    rows.append({**ROW, "id": "bad", "status": "refine:truncated", "reference_answer": "7"})
+    write_jsonl(tmp_path / "rows.jsonl", rows)
+    names = ["base", "sft", "distilled_sft", "cft", "cgd", "cgd_no_critique"]
+    pm.execute_notebook(
+        "notebooks/08_diagnostics.ipynb", str(tmp_path / "08.ipynb"), kernel_name="cgd", progress_bar=False,
+        cwd="notebooks",
+        parameters={"overrides": {"student.model": str(tiny_model), "eval.generation.backend": "transformers",
+                                  "diagnostics.rows": 4, "diagnostics.attention_rows": 2,
+                                  "diagnostics.attention_max_new_tokens": 5, "diagnostics.counterfactual_rows": 3,
+                                  "diagnostics.counterfactual_max_new_tokens": 8},
+                    "rows_file": str(tmp_path / "rows.jsonl"), "out_dir": str(tmp_path / "out"),
+                    "metrics_file": str(tmp_path / "m.json"),
+                    "model_paths": {n: str(tiny_model) for n in names}})
+    m = read_json(tmp_path / "m.json")
+    assert m["rows"] == 4 and set(m["table9_entropy"]) == set(names)
+    # every model is the same tiny model: identical entropies, a zero paired difference
+    assert m["table9_entropy"]["sft"]["vs_cgd"]["diff"] == 0.0
+    assert m["table10_gradient_norm"]["n"] == 4 and m["table10_gradient_norm"]["with_critique"]["mean"] > 0
+    assert m["attention"]["rows"] == 2 and len(m["attention"]["mean_by_layer"]) == m["attention"]["layers"]
+    assert set(m["table11_counterfactual"]) == {"base", "cgd"}
+    assert m["provenance"]["models"]["cgd"]["path"] == str(tiny_model)
+    with np.load(tmp_path / "out" / "attention.npz") as arrays:
+        assert len(arrays.files) == 2 and all(arrays[k].shape[1:] == (2, 4) for k in arrays.files)
+    from cgd import tables
+
+    columns, t9 = tables.table9(m, [], "LLaMA3.1-8B Instruct")
+    assert t9["cgd"]["mean_entropy"].run == round(m["table9_entropy"]["cgd"]["mean"], 2)
+    assert t9["cgd"]["minus_cgd"].text() == "—"
+    _, t10 = tables.table10(m, [], "LLaMA3.1-8B Instruct")
+    assert t10["with_critique"]["grad_norm_mean"].run == round(m["table10_gradient_norm"]["with_critique"]["mean"], 1)
+    _, t11 = tables.table11(m)
+    assert t11["cgd"]["factual"].run == round(m["table11_counterfactual"]["cgd"]["factual"]["mean"], 1)

@@ -155,7 +155,8 @@ def test_eval_notebook_end_to_end(tiny_model, eval_hub_mirror, tmp_path):
                  "eval.pass_at_k.benchmarks": ["aime24"], "eval.pass_at_k.n": 2, "eval.pass_at_k.k": [1, 2],
                  "eval.generation.max_new_tokens": 8, "eval.bootstrap_resamples": 200,
                  "eval.general.tasks": {"cgd_local_mc": "acc,none"},
-                 "eval.general.include_path": "tests/fixtures/lm_eval_tasks"}
+                 "eval.general.include_path": "tests/fixtures/lm_eval_tasks",
+                 "figures.formats": ["png", "pdf"]}  # the demo commits PNGs only; PDFs still work
     for model in ("base", "cgd-seed0"):
         pm.execute_notebook(
             REPO_NOTEBOOK, str(tmp_path / f"{model}.ipynb"), kernel_name="cgd", progress_bar=False,
@@ -183,7 +184,8 @@ def test_eval_notebook_end_to_end(tiny_model, eval_hub_mirror, tmp_path):
     pm.execute_notebook(
         "notebooks/07_figures.ipynb", str(tmp_path / "07.ipynb"), kernel_name="cgd", progress_bar=False,
         cwd="notebooks", parameters={"overrides": overrides, "eval_dir": str(evals),
-                                     "train_dir": str(tmp_path / "no-training"), "out_dir": str(tmp_path / "fig")})
+                                     "train_dir": str(tmp_path / "no-training"), "out_dir": str(tmp_path / "fig"),
+                                     "diagnostics_file": str(tmp_path / "no-diagnostics.json")})
     import pandas as pd
 
     table = pd.read_csv(tmp_path / "fig" / "table1.csv")

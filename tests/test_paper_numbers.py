@@ -2,6 +2,8 @@
 
 from collections import Counter
 
+import pytest
+
 from cgd import benchmarks, paper
 
 ROWS = paper.load()
@@ -10,8 +12,9 @@ ROWS = paper.load()
 def test_every_reported_table_is_transcribed():
     per_table = Counter(r["table"] for r in ROWS)
     # rows per table: methods x cells, as the paper prints them
-    assert per_table == {"table1": 130, "table2": 20, "table3": 12, "table4": 28, "table6": 60,
-                         "table7": 100, "table8": 50, "table9": 4, "table10": 4}
+    assert per_table == {"table1": 130, "table2": 20, "table3": 12, "table4": 28, "table5": 5, "table6": 60,
+                         "table7": 100, "table8": 50, "table9": 4, "table10": 4, "table11": 4,
+                         "fig6": 4, "fig9": 2, "fig10": 3, "fig11": 2}
 
 
 def test_rows_are_unique_and_named_consistently():
@@ -21,7 +24,10 @@ def test_rows_are_unique_and_named_consistently():
                "simplerl_zero", "teacher", "baseline_sft"}
     assert {r["method"] for r in ROWS} <= methods
     cells = set(benchmarks.names()) | {"avg_group1", "avg_group2", "avg", "ifeval", "musr", "truthfulqa",
-                                       "bbh", "mean_entropy", "grad_norm_mean", "grad_norm_std"}
+                                       "bbh", "mean_entropy", "grad_norm_mean", "grad_norm_std",
+                                       "batch_size", "learning_rate", "max_length", "epochs", "warmup_ratio",
+                                       "attention_critique", "attention_student_answer", "attention_problem",
+                                       "factual_correct", "counterfactual_correct"}
     assert {r["benchmark"] for r in ROWS} <= cells
 
 
@@ -58,3 +64,22 @@ def test_a_mistyped_value_is_caught():
     cell = next(r for r in rows if (r["table"], r["method"], r["benchmark"]) == ("table4", "cgd", "gsm8k"))
     cell["value"] += 1.0
     assert len(paper.inconsistencies(rows)) == len(paper.inconsistencies(ROWS)) + 1
+
+
+def test_table5_is_what_the_paper_profiles_train_with():
+    from cgd.profiles import load_profile
+
+    table5 = {r["benchmark"]: r["value"] for r in ROWS if r["table"] == "table5"}
+    for name in ("llama8b-webinstruct", "llama8b-metamathqa", "s1-webinstruct"):
+        train = load_profile(f"configs/profiles/{name}.yaml")["train"]
+        assert (train["global_batch_size"], train["lr"], train["max_length"], train["epochs"],
+                train["warmup_ratio"]) == (table5["batch_size"], table5["learning_rate"], table5["max_length"],
+                                           table5["epochs"], table5["warmup_ratio"]), name
+
+
+def test_appendix_c_numbers_are_shares_and_outcomes():
+    shares = [r for r in ROWS if r["benchmark"].startswith("attention_")]
+    assert shares and all(0 <= r["value"] <= 100 for r in shares)
+    assert {r["value"] for r in ROWS if r["table"] == "table11"} == {0.0, 1.0}
+    fig6 = {(r["benchmark"], r["setting"]): r["value"] for r in ROWS if r["table"] == "fig6"}
+    assert fig6[("math500", "epoch=last")] - fig6[("math500", "epoch=first")] == pytest.approx(0.9)

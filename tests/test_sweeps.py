@@ -340,9 +340,16 @@ def test_lr_sweep_through_dvc_caches_two_points_and_draws_fig7(tmp_path, tiny_mo
     files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
                            capture_output=True, text=True, check=True).stdout.split("\0")
     for rel in filter(None, files):
-        if (REPO / rel).is_file() and not rel.startswith(("metrics/eval/", "metrics/05_train/", "dvc.lock")):
+        if (REPO / rel).is_file() and not rel.startswith(("metrics/eval/", "metrics/05_train/", "dvc.lock",
+                                                          "metrics/08_diagnostics", "figures/")):
             (repo / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / rel, repo / rel)
+    # No main training runs here, so nothing for stage 08 to probe: drop it and its inputs to figures.
+    pipeline = yaml.safe_load((repo / "dvc.yaml").read_text())
+    del pipeline["stages"]["diagnostics"]
+    pipeline["stages"]["figures"]["deps"] = [d for d in pipeline["stages"]["figures"]["deps"]
+                                             if "08_diagnostics" not in d]
+    (repo / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
     # The tiny model stands in for the embedded one, and a few stage-04 rows for the pipeline's.
     shutil.copytree(tiny_model, repo / "models/smollm2-135m-instruct")
     write_jsonl(repo / "data/04_refine/cgd_data.jsonl", _cgd_rows())
