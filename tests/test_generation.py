@@ -264,10 +264,12 @@ class _FaultyChatServer(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-    def _reply(self, code, body):
+    def _reply(self, code, body, headers=None):
         payload = json.dumps(body).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
@@ -283,14 +285,8 @@ class _FaultyChatServer(BaseHTTPRequestHandler):
             threading.Event().wait(2.0)  # longer than the client timeout, every attempt
             return  # the client has given up; answering would only hit a closed socket
         if (kind == "rate" and n == 1) or (kind == "flaky" and n <= 2) or kind == "down":
-            code = 429 if kind == "rate" else 500
-            payload = json.dumps({"error": {"message": "injected", "type": "server_error"}}).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("retry-after-ms", "10")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            self._reply(429 if kind == "rate" else 500,
+                        {"error": {"message": "injected", "type": "server_error"}}, {"retry-after-ms": "10"})
             return
         if kind == "reasoning":  # what OpenAI's o-series answer to max_tokens
             self._reply(400, {"error": {
@@ -328,13 +324,17 @@ def chat_server():
     server.server_close()
 
 
-def test_openai_backend_retries_and_records_failures(raw_params, chat_server, monkeypatch):
+def _served_teacher(raw_params, url, monkeypatch, request_timeout_s=2, max_retries=0):
     monkeypatch.setenv("CGD_TEST_KEY", KEY)
-    raw_params["teacher"].update(model="served-teacher", base_url=chat_server, api_key_env="CGD_TEST_KEY",
-                                 max_concurrency=4, request_timeout_s=0.5, max_retries=2)
+    raw_params["teacher"].update(model="served-teacher", base_url=url, api_key_env="CGD_TEST_KEY",
+                                 max_concurrency=4, request_timeout_s=request_timeout_s, max_retries=max_retries)
     raw_params["critique"]["backend"] = raw_params["refine"]["backend"] = "openai"
     cfg = P.from_dict(raw_params)
-    backend = G.OpenAIBackend(cfg.teacher, cfg.critique, "teacher")
+    return G.OpenAIBackend(cfg.teacher, cfg.critique, "teacher")
+
+
+def test_openai_backend_retries_and_records_failures(raw_params, chat_server, monkeypatch):
+    backend = _served_teacher(raw_params, chat_server, monkeypatch, request_timeout_s=0.5, max_retries=2)
     kinds = ["ok a", "rate b", "flaky c", "hang d", "down e", "long f", "ok g", "ok h"]
     out = backend.generate([G.Request(str(i), [{"role": "user", "content": k}]) for i, k in enumerate(kinds)], 0)
 
@@ -349,15 +349,6 @@ def test_openai_backend_retries_and_records_failures(raw_params, chat_server, mo
     assert attempts["rate b"] == 2 and attempts["flaky c"] == 3 and attempts["down e"] == 3
     assert _FaultyChatServer.auth_seen == {f"Bearer {KEY}"}
     assert KEY not in json.dumps([c.__dict__ for c in out])
-
-
-def _served_teacher(raw_params, url, monkeypatch):
-    monkeypatch.setenv("CGD_TEST_KEY", KEY)
-    raw_params["teacher"].update(model="served-teacher", base_url=url, api_key_env="CGD_TEST_KEY",
-                                 max_concurrency=4, request_timeout_s=2, max_retries=0)
-    raw_params["critique"]["backend"] = raw_params["refine"]["backend"] = "openai"
-    cfg = P.from_dict(raw_params)
-    return G.OpenAIBackend(cfg.teacher, cfg.critique, "teacher")
 
 
 def test_openai_backend_keeps_every_row_of_a_malformed_or_unfinished_reply(raw_params, chat_server,
