@@ -4,7 +4,8 @@ Same model (the embedded SmolLM2-135M-Instruct), same GSM8K rollout prompts, sam
 max_new_tokens, greedy decoding:
 
 - naive: `generate` per prompt in fp32 (what a first script does). A sequential loop's rate does
-  not depend on how many prompts it runs, so it times the first `--naive-prompts` of them;
+  not depend on how many prompts it runs, so it times the first `--naive-prompts` of them, for at
+  most `--naive-seconds` (the prompt running at the cap is cut short; the count done is printed);
 - transformers: `TransformersBackend`, length-sorted batches of `--batch-size` in bf16 where the
   CPU has it (the fallback where vLLM is not installed);
 - vllm: `VLLMBackend` with params.yaml's student settings (on CPU: in-process engine,
@@ -15,6 +16,7 @@ ratios (targets on the 2-core demo machine: transformers >= 6x naive, vLLM >= 3x
 plus how many greedy answers the two backends agree on (bf16 kernels differ, so not all).
 
     .venv/bin/python bench/generation.py [--prompts 64] [--max-new-tokens 256] [--batch-size 32]
+                                         [--naive-prompts 12] [--naive-seconds 90]
 """
 
 from __future__ import annotations
@@ -31,19 +33,28 @@ from cgd import params as P
 from cgd.generation import Request, TransformersBackend, VLLMBackend, vllm_available
 
 
-def naive(model_dir: str, requests: list[Request], max_new_tokens: int) -> tuple[int, float]:
+def naive(model_dir: str, requests: list[Request], max_new_tokens: int,
+          max_seconds: float) -> tuple[int, float, int]:
+    """(completion tokens, seconds, prompts done). The loop stops at `max_seconds`, the prompt then
+    running cut short by generate's own `max_time`: its rate per token is what is measured, and
+    random weights that never stop (GPU smoke runs) would otherwise take minutes."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    tokens, start = 0, time.perf_counter()
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device).eval()
+    tokens, done, start = 0, 0, time.perf_counter()
     for r in requests:
+        left = max_seconds - (time.perf_counter() - start)
+        if left <= 0:
+            break
         ids = tok.apply_chat_template(r.messages, add_generation_prompt=True, return_tensors="pt",
-                                      return_dict=True)
+                                      return_dict=True).to(device)
         with torch.inference_mode():
             out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False,
-                                 temperature=None, top_p=None, top_k=None,
+                                 temperature=None, top_p=None, top_k=None, max_time=left,
                                  pad_token_id=tok.pad_token_id)
         tokens += out.shape[1] - ids["input_ids"].shape[1]
-    return tokens, time.perf_counter() - start
+        done += 1
+    return tokens, time.perf_counter() - start, done
 
 
 def timed(backend, requests: list[Request]) -> tuple[list, int, float]:
@@ -57,6 +68,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--prompts", type=int, default=64)
     parser.add_argument("--naive-prompts", type=int, default=12, help="the naive loop's share of them")
+    parser.add_argument("--naive-seconds", type=float, default=90, help="cap on the naive loop's time")
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=32, help="the transformers backend's batch")
     args = parser.parse_args()
@@ -72,7 +84,8 @@ def main() -> None:
     print(f"prompts: {len(requests)}, max_new_tokens: {args.max_new_tokens}, greedy, "
           f"model: {cfg.student.model}")
 
-    tok_naive, t_naive = naive(cfg.student.model, requests[:args.naive_prompts], args.max_new_tokens)
+    tok_naive, t_naive, naive_done = naive(cfg.student.model, requests[:args.naive_prompts], args.max_new_tokens,
+                                           args.naive_seconds)
 
     hf = TransformersBackend(cfg.student, gen)
     out_hf, tok_hf, t_hf = timed(hf, requests)
@@ -83,7 +96,8 @@ def main() -> None:
     vllm.close()
 
     rates = {"naive": tok_naive / t_naive, "transformers": tok_hf / t_hf, "vllm": tok_vllm / t_vllm}
-    print(f"naive fp32, one prompt at a time ({args.naive_prompts} prompts): "
+    capped = f", stopped at the {args.naive_seconds:.0f} s cap" if naive_done < args.naive_prompts else ""
+    print(f"naive fp32, one prompt at a time ({naive_done} of {args.naive_prompts} prompts{capped}): "
           f"{tok_naive:6d} tokens in {t_naive:6.1f} s = {rates['naive']:6.1f} tok/s")
     print(f"transformers ({hf.dtype}, batch {args.batch_size}, length-sorted, load {hf.startup_seconds:.1f} s): "
           f"{tok_hf:6d} tokens in {t_hf:6.1f} s = {rates['transformers']:6.1f} tok/s")

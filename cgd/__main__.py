@@ -42,6 +42,14 @@ def _convert(args) -> int:
     return 0
 
 
+def _diagnostic_set(args) -> int:
+    from cgd import diagnostic_set
+
+    report = diagnostic_set.build(args.params, args.out, args.metrics, kernel=args.kernel)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
 def _train(args) -> int:
     from cgd.train import train
 
@@ -110,6 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--params", default="params.yaml")
     p.add_argument("--metrics", help="where to write the conversion report (JSON)")
     p.set_defaults(run=_convert)
+    p = sub.add_parser("diagnostic-set", help="the rows stage 08 probes (diagnostics.source), through stages 01-04")
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--out", default="data/08_diagnostic_set")
+    p.add_argument("--metrics", default="metrics/08_diagnostic_set.json")
+    p.add_argument("--kernel", default="cgd", help="Jupyter kernel for papermill")
+    p.set_defaults(run=_diagnostic_set)
     p = sub.add_parser("train", help="train one (method, seed) run; `accelerate launch -m cgd train` on GPUs")
     p.add_argument("--params", default="params.yaml")
     p.add_argument("--overrides", default="{}", help="JSON of dotted params keys to override")

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import random
 import re
+import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from cgd import answers, assets, benchmarks
@@ -39,6 +41,7 @@ class SampleReport:
     duplicate: int = 0
     contaminated: int = 0
     contaminated_by_benchmark: Counter = field(default_factory=Counter)
+    held_out: int = 0  # questions of another set kept apart (the diagnostic set vs the training sample)
     clean: int = 0
     kept: int = 0
 
@@ -49,7 +52,7 @@ class SampleReport:
         return out
 
     def check(self) -> None:
-        accounted = self.malformed + self.duplicate + self.contaminated + self.clean
+        accounted = self.malformed + self.duplicate + self.contaminated + self.held_out + self.clean
         if accounted != self.read or self.kept > self.clean:
             raise AssertionError(f"row counts do not add up: {self.to_dict()}")
 
@@ -65,6 +68,7 @@ class Source:
     solution: str
     make_id: Callable[[dict, int], str]
     clean_solution: Callable[[str], str] = lambda s: s
+    answer: str | None = None  # a column holding the final answer; else it is read from the solution
 
 
 SOURCES: dict[str, Source] = {
@@ -77,6 +81,10 @@ SOURCES: dict[str, Source] = {
     # MetaMathQA rows: type, query, original_question, response (ends "The answer is: X").
     "metamathqa": Source("meta-math/MetaMathQA", "query", "response",
                          lambda r, i: f"metamathqa-{i}"),
+    # OpenMathInstruct-2 rows: problem, generated_solution (ends in \boxed{}), expected_answer,
+    # problem_source. The paper's Appendix C probes draw their 500 rows from it (split train_1M here).
+    "openmathinstruct2": Source("nvidia/OpenMathInstruct-2", "problem", "generated_solution",
+                                lambda r, i: f"openmathinstruct2-{i}", answer="expected_answer"),
 }
 
 
@@ -94,7 +102,15 @@ def load_pool(cfg: DataConfig) -> Iterator[dict]:
         return
     import datasets
 
-    yield from datasets.load_dataset(cfg.hub_id or source.hub_id, split=cfg.split)
+    hub_id = cfg.hub_id or source.hub_id
+    if Path(hub_id).is_dir():
+        # A local folder is converted into a throwaway cache: datasets keys its cache of a folder by
+        # the dataset's name, so an edited or different folder of the same name would be served the
+        # rows cached before (seen with datasets 5.2, online and offline).
+        with tempfile.TemporaryDirectory(prefix="cgd-datasets-") as cache:
+            yield from datasets.load_dataset(hub_id, split=cfg.split, cache_dir=cache)
+        return
+    yield from datasets.load_dataset(hub_id, split=cfg.split)
 
 
 def normalize(row: dict, index: int, source_name: str, cfg: DataConfig) -> Example | str:
@@ -108,7 +124,8 @@ def normalize(row: dict, index: int, source_name: str, cfg: DataConfig) -> Examp
     question = question.strip()
     if len(question) < cfg.min_question_chars:
         return "question_too_short"
-    reference = answers.reference_answer(solution)
+    given = row.get(source.answer) if source.answer else None
+    reference = given.strip() if isinstance(given, str) and given.strip() else answers.reference_answer(solution)
     if reference is None and cfg.require_final_answer:
         return "no_final_answer"
     return Example(
@@ -125,6 +142,12 @@ def dedup_key(question: str) -> str:
     return re.sub(r"\W+", " ", question.lower()).strip()
 
 
+def holdout_keys(rows: Iterable[dict]) -> dict[str, str]:
+    """Dedup keys of a sampled set's questions (e.g. the training sample), so another sample
+    drawn from the same or an overlapping pool shares no question with it."""
+    return {dedup_key(r["question"]): r["id"] for r in rows}
+
+
 def build_index(benchmark_names: Iterable[str], n: int, hub_mirror: str | None = None) -> NgramIndex:
     index = NgramIndex(n)
     for name in benchmark_names:
@@ -133,13 +156,15 @@ def build_index(benchmark_names: Iterable[str], n: int, hub_mirror: str | None =
     return index
 
 
-def clean_pool(rows: Iterable[dict], cfg: DataConfig, index: NgramIndex,
-               report: SampleReport) -> tuple[list[Example], list[dict]]:
-    """Normalize, drop malformed rows, deduplicate, decontaminate.
+def clean_pool(rows: Iterable[dict], cfg: DataConfig, index: NgramIndex, report: SampleReport,
+               held_out: dict[str, str] | None = None) -> tuple[list[Example], list[dict]]:
+    """Normalize, drop malformed rows, deduplicate, decontaminate, and drop questions of another
+    set (`held_out`: dedup key -> that set's row id, see `holdout_keys`).
 
     Returns the clean examples and one record per dropped row (pool position, reason, detail),
     so an audit can see exactly what left; the counts go into `report`.
     """
+    held_out = held_out or {}
     seen: dict[str, str] = {}
     kept: list[Example] = []
     dropped: list[dict] = []
@@ -158,6 +183,11 @@ def clean_pool(rows: Iterable[dict], cfg: DataConfig, index: NgramIndex,
                             "detail": f"same question as {seen[key]}"})
             continue
         seen[key] = example.id
+        if key in held_out:
+            report.held_out += 1
+            dropped.append({"position": i, "id": example.id, "reason": "held_out",
+                            "detail": f"same question as {held_out[key]}"})
+            continue
         hit = index.match(example.question)
         if hit is not None:
             benchmark, gram = hit

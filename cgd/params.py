@@ -57,7 +57,7 @@ class DecontaminationConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    source: Literal["gsm8k", "math", "webinstruct", "metamathqa"]
+    source: Literal["gsm8k", "math", "webinstruct", "metamathqa", "openmathinstruct2"]
     hub_id: str | None  # dataset id or a local folder with the hub layout; null = the source's own
     split: str
     n_train: int | None = _range(ge=1, help="use a positive count, or null to keep every clean row")
@@ -231,10 +231,14 @@ class EpochsAblation:
 class DiagnosticsConfig:
     """Stage 08, the paper's Appendix C probes on the trained models (Tables 9-11, Figs. 9-11)."""
 
-    # the rows probed: this run's stage-04 rows (status ok). The paper's held-out OpenMathInstruct-2
-    # rows are not a source yet.
-    source: Literal["cgd_data"]
-    rows: int = _range(ge=2, help="diagnostic rows for entropy and gradient norm (paper: 500)")
+    # the rows probed: "cgd_data" samples this run's stage-04 rows (status ok; the CPU demo), any
+    # data source (the paper: openmathinstruct2) is sampled apart from the training questions and
+    # run through stages 01-04 by the diagnostic_set stage
+    source: Literal["cgd_data", "gsm8k", "math", "webinstruct", "metamathqa", "openmathinstruct2"]
+    hub_id: str | None  # as data.hub_id: null = the source's hub id, or a local folder in hub layout
+    split: str
+    rows: int = _range(ge=2, help="diagnostic rows for entropy and gradient norm (paper: 500); a "
+                       "data source is sampled at this size, and rows whose generations fail are counted")
     # Table 9's rows; null = base and every method in train.methods
     models: list[Literal["base", "sft", "distilled_sft", "cft", "cgd", "cgd_no_critique"]] | None
     attention_rows: int = _range(ge=1, help="rows generated with attention capture (paper: 50)")
@@ -468,6 +472,9 @@ def validate(params: Params, raw: dict, dvc_yaml: str | Path = "dvc.yaml") -> No
     if "cgd" not in t.methods:
         raise ParamsError("diagnostics", "probes the CGD model, but train.methods has no cgd",
                           "add cgd to train.methods")
+    if d.source in ("gsm8k", "math") and d.hub_id is not None:
+        raise ParamsError("diagnostics.hub_id", f"is set, but diagnostics.source '{d.source}' is embedded",
+                          "set it to null, or pick a hub source such as openmathinstruct2")
     if d.attention_rows > d.rows or d.counterfactual_rows > d.rows:
         raise ParamsError("diagnostics.attention_rows" if d.attention_rows > d.rows
                           else "diagnostics.counterfactual_rows", f"exceeds diagnostics.rows ({d.rows})",

@@ -56,6 +56,23 @@ def webinstruct_hub(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def openmathinstruct2_hub(tmp_path_factory) -> Path:
+    """nvidia/OpenMathInstruct-2's layout: data/<split>-NNNNN-of-NNNNN.parquet per split, and the
+    dataset card's configs block naming each split's files."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = tmp_path_factory.mktemp("hub") / "nvidia" / "OpenMathInstruct-2"
+    (root / "data").mkdir(parents=True)
+    rows = json.loads((FIXTURES / "openmathinstruct2_rows.json").read_text())
+    pq.write_table(pa.Table.from_pylist(rows), root / "data" / "train_1M-00000-of-00001.parquet")
+    (root / "README.md").write_text(
+        "---\nlicense: cc-by-4.0\nconfigs:\n- config_name: default\n  data_files:\n"
+        "  - split: train_1M\n    path: data/train_1M-*\n---\n")
+    return root
+
+
+@pytest.fixture(scope="session")
 def metamathqa_hub(tmp_path_factory) -> Path:
     """meta-math/MetaMathQA's layout: one JSON array file at the repository root."""
     root = tmp_path_factory.mktemp("hub") / "meta-math" / "MetaMathQA"

@@ -110,3 +110,52 @@ def test_fixture_rows_follow_the_real_hub_schema():
     assert all(set(r) == {"orig_question", "orig_answer", "question", "answer", "source", "index"} for r in web)
     meta = json.loads((REPO / "tests/fixtures/metamathqa_rows.json").read_text())
     assert all(set(r) == {"type", "query", "original_question", "response"} for r in meta)
+    omi = json.loads((REPO / "tests/fixtures/openmathinstruct2_rows.json").read_text())
+    assert all(set(r) == {"problem", "generated_solution", "expected_answer", "problem_source"} for r in omi)
+
+
+def test_openmathinstruct2_hub_loader_on_fixture(raw_params, openmathinstruct2_hub, index):
+    """The diagnostic source (paper Appendix C): its split train_1M in the hub's layout; the final
+    answer comes from expected_answer, and rows are dropped and counted like any pool's."""
+    cfg = _cfg(raw_params, source="openmathinstruct2", hub_id=str(openmathinstruct2_hub), split="train_1M")
+    report = data.SampleReport("openmathinstruct2")
+    pool, dropped = data.clean_pool(data.load_pool(cfg), cfg, index, report)
+    assert report.read == 9
+    assert report.malformed_by_reason == {"empty_solution": 1}
+    assert report.duplicate == 1 and report.contaminated_by_benchmark == {"gsm8k": 1}
+    assert [e.id for e in pool] == [f"openmathinstruct2-{i}" for i in (0, 1, 2, 4, 7, 8)]
+    assert [e.reference_answer for e in pool] == ["21", "6", "42", "420", "1", "34"]
+    assert all(e.source == "openmathinstruct2" for e in pool)
+
+
+def test_a_held_out_set_shares_no_question_with_the_sample(raw_params, openmathinstruct2_hub, index):
+    """The diagnostic sample leaves out every training question (up to case and punctuation),
+    counted under held_out so the report still adds up."""
+    cfg = _cfg(raw_params, source="openmathinstruct2", hub_id=str(openmathinstruct2_hub), split="train_1M")
+    training = [{"id": "webinstruct-7", "question": "a train travels 240 miles in 4 hours; at the same speed, "
+                                                    "how many miles does it travel in 7 hours"}]
+    report = data.SampleReport("openmathinstruct2")
+    pool, dropped = data.clean_pool(data.load_pool(cfg), cfg, index, report, data.holdout_keys(training))
+    assert report.held_out == 1 and "openmathinstruct2-4" not in {e.id for e in pool}
+    assert {"position": 4, "id": "openmathinstruct2-4", "reason": "held_out",
+            "detail": "same question as webinstruct-7"} in dropped
+    data.sample(pool, 3, 0, report)  # checks read = malformed + duplicate + contaminated + held_out + clean
+
+
+def test_a_local_hub_folder_is_read_afresh(raw_params, tmp_path, openmathinstruct2_hub):
+    """datasets caches a folder by the dataset's name: two mirrors of the same name (or one edited)
+    must each give their own rows, not the rows cached from the first."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    seen = []
+    for version in ("first", "second"):
+        root = tmp_path / version / "nvidia" / "OpenMathInstruct-2"
+        (root / "data").mkdir(parents=True)
+        row = {"problem": f"The {version} mirror asks: what is 2 + 3?", "generated_solution": "It is \\boxed{5}.",
+               "expected_answer": "5", "problem_source": "augmented_math"}
+        pq.write_table(pa.Table.from_pylist([row]), root / "data" / "train_1M-00000-of-00001.parquet")
+        (root / "README.md").write_text((openmathinstruct2_hub / "README.md").read_text())  # the card's configs
+        cfg = _cfg(raw_params, source="openmathinstruct2", hub_id=str(root), split="train_1M")
+        seen.append([r["problem"] for r in data.load_pool(cfg)])
+    assert seen == [["The first mirror asks: what is 2 + 3?"], ["The second mirror asks: what is 2 + 3?"]]

@@ -6,6 +6,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from cgd import diagnostics as D
+from tests.test_generation import KEY, chat_server  # noqa: F401  (a fixture: the fake OpenAI server)
 
 ROW = {"id": "r1", "question": "Tom has 3 apples and buys 4 more. How many apples?",
        "student_answer": "3 + 4 = 8, so \\boxed{8}", "critique": "The sum is wrong: 3 + 4 = 7.\n\nConclusion: wrong",
@@ -136,3 +137,68 @@ def test_diagnostics_notebook_end_to_end(tiny_model, tmp_path):
     assert t10["with_critique"]["grad_norm_mean"].run == round(m["table10_gradient_norm"]["with_critique"]["mean"], 1)
     _, t11 = tables.table11(m)
     assert t11["cgd"]["factual"].run == round(m["table11_counterfactual"]["cgd"]["factual"]["mean"], 1)
+
+
+def _set_params(tmp_path, tiny_model, raw_params, student_url=None, **diagnostics):
+    import yaml
+
+    raw = yaml.safe_load(yaml.safe_dump(raw_params))
+    raw["student"]["model"] = raw["teacher"]["model"] = str(tiny_model)
+    raw["rollout"].update(backend="transformers", max_new_tokens=8, batch_size=2)
+    if student_url:  # a served student whose answers end (a random tiny model's are all cut at the limit)
+        raw["student"].update(base_url=student_url, api_key_env="CGD_TEST_KEY")
+        raw["rollout"]["backend"] = "openai"
+    raw["critique"]["backend"] = raw["refine"]["backend"] = "reference"
+    raw["diagnostics"].update(rows=3, attention_rows=1, counterfactual_rows=2, **diagnostics)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return str(path)
+
+
+def test_the_demo_set_is_a_sample_of_complete_stage04_rows(tmp_path, tiny_model, raw_params):
+    from cgd import diagnostic_set
+    from cgd.io import read_json, read_jsonl, write_jsonl
+
+    rows = [{**ROW, "id": f"r{i}", "status": "ok"} for i in range(5)]
+    rows.append({**ROW, "id": "bad", "status": "refine:truncated"})
+    write_jsonl(tmp_path / "cgd_data.jsonl", rows)
+    (tmp_path / "set" / "point").mkdir(parents=True)  # left by an earlier data-source set
+    params = _set_params(tmp_path, tiny_model, raw_params, source="cgd_data")
+    report = diagnostic_set.build(params, tmp_path / "set", str(tmp_path / "m.json"),
+                                  cgd_data_file=str(tmp_path / "cgd_data.jsonl"))
+    chosen = list(read_jsonl(tmp_path / "set" / "rows.jsonl"))
+    assert len(chosen) == 3 and {r["status"] for r in chosen} == {"ok"}
+    assert [r["id"] for r in chosen] == sorted(r["id"] for r in chosen)
+    assert chosen == D.diagnostic_rows(rows, 3, 1234)  # the seeded draw stage 08 repeats
+    assert report["trained_on"] is True and report["status"] == {"ok": 5, "refine:truncated": 1}
+    assert not (tmp_path / "set" / "point").exists()
+    assert read_json(tmp_path / "m.json")["rows"] == 3
+
+
+@pytest.mark.slow
+def test_a_data_source_set_runs_through_notebooks_01_to_04(tmp_path, tiny_model, raw_params, openmathinstruct2_hub,
+                                                           chat_server, monkeypatch):
+    """OpenMathInstruct-2 (fixture in the hub layout): sampled apart from the training questions,
+    answered by a served student (OpenAI-compatible fake), critiqued and refined (reference oracle)
+    by the real notebooks; a second build finds the point done and reruns nothing."""
+    from cgd import diagnostic_set
+    from cgd.io import read_json, read_jsonl, write_jsonl
+
+    training = tmp_path / "train.jsonl"
+    write_jsonl(training, [{"id": "webinstruct-7", "question": "A train travels 240 miles in 4 hours. At the same "
+                                                              "speed, how many miles does it travel in 7 hours?"}])
+    monkeypatch.setenv("CGD_TEST_KEY", KEY)
+    params = _set_params(tmp_path, tiny_model, raw_params, student_url=chat_server, source="openmathinstruct2",
+                         hub_id=str(openmathinstruct2_hub), split="train_1M")
+    report = diagnostic_set.build(params, tmp_path / "set", str(tmp_path / "m.json"), training_file=str(training))
+    point = tmp_path / "set" / "point"
+    sample = read_json(point / "metrics" / "01_sample_data.json")
+    assert sample["source"] == "openmathinstruct2" and sample["held_out"] == 1 and sample["kept"] == 3
+    assert report["trained_on"] is False and report["held_out"] == 1 and report["sampled"] == 3
+    assert report["status"] == {"ok": 3} and report["rows"] == 3
+    chosen = list(read_jsonl(tmp_path / "set" / "rows.jsonl"))
+    assert len(chosen) == report["rows"] and all(r["id"].startswith("openmathinstruct2-") for r in chosen)
+    assert all(r["critique"] and r["refined_answer"] for r in chosen)
+    assert sorted(p.name for p in (point / "runs").iterdir()) == [f"{n}.ipynb" for n in diagnostic_set.CHAIN]
+    again = diagnostic_set.build(params, tmp_path / "set", str(tmp_path / "m.json"), training_file=str(training))
+    assert again["rows"] == report["rows"]

@@ -47,6 +47,12 @@ def test_each_notebook_is_a_stage_writing_its_executed_copy_to_runs(path):
             assert path.stem in ABLATIONS[ablation].chain
             assert next(iter(stage["outs"])).startswith(f"sweeps/{ablation}/")
             continue
+        if "cgd diagnostic-set" in stage["cmd"]:
+            # Notebooks 01-04 for a data-source diagnostic set: a point under the stage's own output.
+            from cgd.diagnostic_set import CHAIN
+
+            assert path.stem in CHAIN and "data/08_diagnostic_set" in [next(iter(o)) for o in stage["outs"]]
+            continue
         # One executed copy per stage, or per model under runs/<notebook>/ (stages 05, 06).
         per_item = f"runs/{path.stem}/" in stage["cmd"]
         out = f"runs/{path.stem}/" if per_item else f"runs/{path.name}"

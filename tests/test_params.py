@@ -180,3 +180,12 @@ def test_bad_profile_leaves_params_untouched(tmp_path):
     with pytest.raises(P.ParamsError, match="train.lr"):
         apply_profile(bad, tmp_path / "params.yaml", REPO / "dvc.yaml")
     assert (tmp_path / "params.yaml").read_text() == before
+
+
+def test_the_diagnostic_source_is_validated(raw_params):
+    raw_params["diagnostics"].update(source="gsm8k", hub_id="some/mirror")
+    assert _error(raw_params).key == "diagnostics.hub_id"
+    raw_params["diagnostics"].update(source="openmathinstruct3", hub_id=None)
+    assert _error(raw_params).key == "diagnostics.source"
+    raw_params["diagnostics"].update(source="openmathinstruct2", split="train_1M")
+    assert P.from_dict(raw_params).diagnostics.source == "openmathinstruct2"
