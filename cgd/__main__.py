@@ -42,6 +42,28 @@ def _convert(args) -> int:
     return 0
 
 
+def _cft_data(args) -> int:
+    """Stage cft_data: WebInstruct-CFT's GPT-4o critiques as stage-04 rows for CFT* (cft_gpt4o);
+    an empty file when train.methods does not train it, so the pipeline's shape never changes."""
+    from cgd import data, io, provenance
+
+    cfg = P.load(args.params)
+    w = cfg.webinstruct_cft
+    if "cft_gpt4o" not in cfg.train.methods:
+        rows, report = [], {"off": "train.methods has no cft_gpt4o", "kept": 0}
+    else:
+        index = data.build_index(cfg.data.decontamination.benchmarks, cfg.data.decontamination.ngram,
+                                 cfg.eval.hub_mirror)
+        counts = data.CftReport(source=f"{w.hub_id or data.WEBINSTRUCT_CFT} {w.subset} {w.split}")
+        rows = data.cft_rows(data.load_cft_critiques(w.hub_id, w.subset, w.split), index, w.n_rows,
+                             cfg.seed, counts)
+        report = counts.to_dict()
+    io.write_jsonl(args.out, rows)
+    io.write_json(args.metrics, provenance.stamp(report))
+    print(json.dumps(report, indent=2))
+    return 0
+
+
 def _diagnostic_set(args) -> int:
     from cgd import diagnostic_set
 
@@ -118,6 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--params", default="params.yaml")
     p.add_argument("--metrics", help="where to write the conversion report (JSON)")
     p.set_defaults(run=_convert)
+    p = sub.add_parser("cft-data", help="WebInstruct-CFT's GPT-4o critiques as stage-04 rows (CFT*, cft_gpt4o)")
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--out", default="data/04_cft/cft_data.jsonl")
+    p.add_argument("--metrics", default="metrics/04_cft_data.json")
+    p.set_defaults(run=_cft_data)
     p = sub.add_parser("diagnostic-set", help="the rows stage 08 probes (diagnostics.source), through stages 01-04")
     p.add_argument("--params", default="params.yaml")
     p.add_argument("--out", default="data/08_diagnostic_set")

@@ -253,6 +253,7 @@ def stage_report(rows: list[dict], run: StageRun) -> dict:
     stage = run.stage
     report = {"stage": stage, **run.throughput(),
               "by_status": dict(sorted(Counter(r[f"{stage}_status"] for r in rows).items()))}
+    report["difficulty_by_status"] = difficulty_by_status(rows, f"{stage}_status")
     if stage == "rollout":
         verifiable = [r["verifier_correct"] for r in rows if r["verifier_correct"] is not None]
         report["student_correct"] = sum(verifiable)
@@ -288,6 +289,24 @@ def stage_report(rows: list[dict], run: StageRun) -> dict:
         report["refined_accuracy"] = _ratio(sum(verifiable), len(verifiable))
         report["overall_status"] = dict(sorted(Counter(r["status"] for r in rows).items()))
     return report
+
+
+def difficulty_by_status(rows: list[dict], key: str) -> dict:
+    """Per status (ok, truncated, ...): rows, the median length of the reference solution (longer
+    solutions: harder problems) and how often the student's first answer was right where it could
+    be checked. Dropping truncated rows skews the data toward easy problems when the truncated
+    rows' references are longer and the student was right less often than on the kept ones."""
+    import statistics
+
+    out = {}
+    for status in sorted({r[key] for r in rows}):
+        group = [r for r in rows if r[key] == status]
+        checked = [r["verifier_correct"] for r in group if r.get("verifier_correct") is not None]
+        out[status] = {"rows": len(group),
+                       "reference_solution_chars_median": statistics.median(
+                           len(r.get("reference_solution") or "") for r in group),
+                       "student_correct_rate": _ratio(sum(checked), len(checked))}
+    return out
 
 
 MIXTURE_KEYS = ("incorrect_fraction", "mixture_total", "label_source")

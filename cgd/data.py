@@ -1,4 +1,5 @@
-"""Stage 01: the training pool, normalized to one schema, cleaned and sampled.
+"""Stage 01: the training pool, normalized to one schema, cleaned and sampled (and stage cft_data:
+WebInstruct-CFT's GPT-4o critiques as stage-04 rows, for CFT*).
 
 Every row that leaves the pool is counted under a reason in `SampleReport`, so the numbers in
 metrics/01_sample_data.json add up: read = malformed + duplicate + contaminated + clean, and
@@ -215,3 +216,81 @@ def sample(pool: list[Example], n: int | None, seed: int, report: SampleReport) 
     report.kept = len(chosen)
     report.check()
     return chosen
+
+
+# ---------------------------------------------------------------- CFT* critiques (WebInstruct-CFT)
+
+WEBINSTRUCT_CFT = "TIGER-Lab/WebInstruct-CFT"
+# WebInstruct-CFT rows (instruction, input, output): the critique request with the question and the
+# solution to critique under "Question:" and "Solution:" headers (in `instruction`, or in `input`),
+# and GPT-4o's critique, which ends with its verdict ("Conclusion: right/wrong [END]").
+_CFT_SECTIONS = re.compile(r"Question:\s*(?P<question>.+?)\s*(?:\n\s*)Solution:\s*(?P<solution>.+)\Z", re.S)
+
+
+@dataclass
+class CftReport(SampleReport):
+    """SampleReport's counts for WebInstruct-CFT rows, and the verdicts of the kept critiques."""
+
+    conclusions: Counter = field(default_factory=Counter)
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "conclusions": dict(sorted(self.conclusions.items()))}
+
+
+def load_cft_critiques(hub_id: str | None, subset: str, split: str) -> Iterator[dict]:
+    """WebInstruct-CFT's rows of one subset (a dataset config such as WebInstruct-CFT-50K)."""
+    import datasets
+
+    hub_id = hub_id or WEBINSTRUCT_CFT
+    if Path(hub_id).is_dir():  # a local mirror: a throwaway cache, as load_pool explains
+        with tempfile.TemporaryDirectory(prefix="cgd-datasets-") as cache:
+            yield from datasets.load_dataset(hub_id, subset, split=split, cache_dir=cache)
+        return
+    yield from datasets.load_dataset(hub_id, subset, split=split)
+
+
+def cft_rows(rows: Iterable[dict], index: NgramIndex, n: int | None, seed: int,
+             report: CftReport) -> list[dict]:
+    """WebInstruct-CFT rows as stage-04 rows (question, student_answer = the critiqued solution,
+    critique = GPT-4o's), so `records.cft` builds CFT* records from them exactly as CFT's from ours.
+    Rows without both sections or a critique, repeated questions and rows overlapping a benchmark
+    are dropped and counted; `n` rows are drawn with the seed."""
+    from cgd import labels
+
+    seen: set[str] = set()
+    clean = []
+    for i, row in enumerate(rows):
+        report.read += 1
+        text = "\n\n".join(p.strip() for p in (row.get("instruction"), row.get("input")) if isinstance(p, str) and p.strip())
+        match = _CFT_SECTIONS.search(text)
+        critique = row.get("output")
+        reason = ("no_question_or_solution" if match is None
+                  else "empty_critique" if not isinstance(critique, str) or not critique.strip() else None)
+        if reason:
+            report.malformed += 1
+            report.malformed_by_reason[reason] += 1
+            continue
+        question = match["question"].strip()
+        key = dedup_key(question)
+        if key in seen:
+            report.duplicate += 1
+            continue
+        seen.add(key)
+        hit = index.match(question)
+        if hit is not None:
+            report.contaminated += 1
+            report.contaminated_by_benchmark[hit[0]] += 1
+            continue
+        critique = critique.strip().removesuffix("[END]").rstrip()
+        verdict = labels.conclusion(critique)
+        clean.append({"id": f"webinstruct-cft-{i}", "question": question, "reference_solution": None,
+                      "reference_answer": None, "source": "webinstruct_cft",
+                      "student_answer": match["solution"].strip(), "critique": critique, "conclusion": verdict,
+                      "critic": "gpt-4o (WebInstruct-CFT)", "status": "ok", "in_mixture": True})
+    report.clean = len(clean)
+    if n is not None and n < len(clean):
+        picks = sorted(random.Random(seed).sample(range(len(clean)), n))
+        clean = [clean[i] for i in picks]
+    report.kept = len(clean)
+    report.conclusions.update(r["conclusion"] for r in clean)
+    return clean

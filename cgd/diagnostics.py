@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cgd import records
+from cgd import chat, records
 
 SECTIONS = ("problem", "student_answer", "critique", "other")
 
@@ -218,7 +218,7 @@ def load(path: str, eager: bool = False):
         keep_freed_memory()  # as in training: backward passes re-allocate the same large blocks
     kwargs = {"attn_implementation": "eager"} if eager else {}
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype("auto"), **kwargs)
-    return model.to(device()).eval(), AutoTokenizer.from_pretrained(path)
+    return model.to(device()).eval(), chat.prepare(AutoTokenizer.from_pretrained(path))
 
 
 def entropy_probe(model_paths: dict[str, str], rows: list[dict], resamples: int, seed: int) -> tuple[list, dict]:

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from cgd import labels
+from cgd import chat, labels
 from cgd.device import keep_freed_memory
 from cgd.params import GenerationConfig, ModelConfig, ParamsError
 
@@ -116,7 +116,8 @@ class TransformersBackend(Backend):
 
         start = time.perf_counter()
         self.gen = gen
-        self.tokenizer = AutoTokenizer.from_pretrained(model.model)
+        self.skip_special_tokens = model.skip_special_tokens
+        self.tokenizer = chat.prepare(AutoTokenizer.from_pretrained(model.model))
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.dtype = torch_dtype(model.dtype)
@@ -187,7 +188,7 @@ class TransformersBackend(Backend):
     def _completion(self, tokens: list[int], prompt_len: int) -> Completion:
         stop_at = next((k for k, t in enumerate(tokens) if t in self.eos_ids), None)
         kept = tokens if stop_at is None else tokens[:stop_at]
-        text = self.tokenizer.decode(kept, skip_special_tokens=True).strip()
+        text = self.tokenizer.decode(kept, skip_special_tokens=self.skip_special_tokens).strip()
         finish: FinishReason = "stop" if stop_at is not None else "length"
         return Completion(text, finish, prompt_len, len(kept) + (stop_at is not None))
 
@@ -223,10 +224,11 @@ def vllm_engine_args(model: ModelConfig, seed: int, on_cpu: bool = False) -> dic
     return args
 
 
-def vllm_sampling_args(gen: GenerationConfig, seed: int) -> dict:
-    """Keyword arguments for one request's `vllm.SamplingParams` (`seed`: the request's own)."""
+def vllm_sampling_args(gen: GenerationConfig, seed: int, skip_special_tokens: bool = True) -> dict:
+    """Keyword arguments for one request's `vllm.SamplingParams` (`seed`: the request's own). vLLM
+    leaves the stop token out of the text either way; `skip_special_tokens` decides the others."""
     return {"temperature": gen.temperature, "top_p": gen.top_p, "max_tokens": gen.max_new_tokens,
-            "seed": seed}
+            "seed": seed, "skip_special_tokens": skip_special_tokens}
 
 
 def vllm_available() -> bool:
@@ -287,7 +289,7 @@ class VLLMBackend(Backend):
         from vllm import LLM
 
         self.llm = LLM(**vllm_engine_args(model, seed, self.on_cpu))
-        self.tokenizer = self.llm.get_tokenizer()
+        self.tokenizer = chat.prepare(self.llm.get_tokenizer())
         self.max_model_len = model.max_model_len
         self.startup_seconds = time.perf_counter() - start
         log.info("vLLM engine for %s started in %.1f s", model.model, self.startup_seconds)
@@ -327,7 +329,7 @@ class VLLMBackend(Backend):
                                         f"prompt has {len(ids)} tokens; {self.role}.max_model_len is "
                                         f"{self.max_model_len}")
                 continue
-            args = vllm_sampling_args(gen, request_seed(seed, r.id))
+            args = vllm_sampling_args(gen, request_seed(seed, r.id), self.model_cfg.skip_special_tokens)
             args["max_tokens"] = min(args["max_tokens"], room)
             todo.append(i)
             prompts.append(ids)

@@ -35,8 +35,9 @@ def _range(ge=None, gt=None, le=None, help: str = ""):
     return field(metadata={"ge": ge, "gt": gt, "le": le, "help": help})
 
 
-METHODS = ("sft", "distilled_sft", "cft", "cgd", "cgd_no_critique")
-Method = Literal["sft", "distilled_sft", "cft", "cgd", "cgd_no_critique"]
+# cft_gpt4o: the paper's CFT*, CFT trained on WebInstruct-CFT's GPT-4o critiques (section webinstruct_cft)
+METHODS = ("sft", "distilled_sft", "cft", "cgd", "cgd_no_critique", "cft_gpt4o")
+Method = Literal["sft", "distilled_sft", "cft", "cgd", "cgd_no_critique", "cft_gpt4o"]
 Backend = Literal["transformers", "vllm", "openai", "reference"]
 Dtype = Literal["auto", "bfloat16", "float16", "float32"]
 
@@ -67,6 +68,17 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class WebInstructCftConfig:
+    """CFT* (paper Tables 1-2): the critiques GPT-4o wrote for WebInstruct-CFT (Wang et al., 2025),
+    read by stage cft_data when train.methods has cft_gpt4o, and normalized into stage-04 rows."""
+
+    hub_id: str | None  # null = TIGER-Lab/WebInstruct-CFT; or a local folder with the hub layout
+    subset: str  # the dataset config: WebInstruct-CFT-4K, -50K (the paper's CFT*), -600K
+    split: str
+    n_rows: int | None = _range(ge=1, help="a row count, or null for every clean row (the paper: 50k)")
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     model: str  # local HF folder (models/...) or hub id (org/name)
     dtype: Dtype
@@ -84,6 +96,10 @@ class ModelConfig:
     # vLLM on CPU: threads of the in-process engine; null = vLLM's default, one thread, which
     # decoded the 135M demo fastest on 2 cores (431 tok/s vs 372 with 2: Python-bound steps).
     cpu_threads: int | None = _range(ge=1, help="a thread count, or null for vLLM's default")
+    # Decode special tokens out of the generated text (vLLM's and transformers' default). false keeps
+    # them: s1.1 writes its reasoning between "<|im_start|>think" and "<|im_start|>answer", and
+    # the markers must reach the critique and the training targets. The stop token is never kept.
+    skip_special_tokens: bool
     base_url: str | None  # OpenAI-compatible endpoint, for backend: openai
     api_key_env: str  # NAME of the environment variable holding the key; never the key itself
     max_concurrency: int = _range(ge=1)  # openai: requests in flight
@@ -139,6 +155,9 @@ class TrainConfig:
     weight_decay: float = _range(ge=0.0)
     max_grad_norm: float = _range(gt=0.0)
     gradient_checkpointing: bool
+    # optimizer steps between logged points (loss curve, DVCLive): each logged step costs host syncs
+    # and file writes, cheap beside a CPU step, not beside a ~0.3 s GPU step
+    logging_steps: int = _range(ge=1, help="a step count such as 1 (demo) or 10 (GPUs)")
     # accelerate config (DeepSpeed ZeRO-3) for GPU runs, launched over all local GPUs; null trains
     # in-process (CPU, or one GPU without DeepSpeed)
     deepspeed: str | None
@@ -189,7 +208,8 @@ class FiguresConfig:
     formats: list[Literal["png", "pdf", "svg"]]
     dpi: int = _range(ge=50)
     # the paper's student whose reported numbers sit beside this run's (Table 1 model column)
-    paper_model: Literal["LLaMA3.1-8B Instruct", "S1.1-3B", "Mixtral-8x7B Instruct", "OLMo-2-1124-7B-Instruct"]
+    paper_model: Literal["LLaMA3.1-8B Instruct", "S1.1-3B", "Mixtral-8x7B Instruct", "OLMo-2-1124-7B-Instruct",
+                         "LLaMA3.1-8B"]
 
 
 @dataclass(frozen=True)
@@ -240,7 +260,7 @@ class DiagnosticsConfig:
     rows: int = _range(ge=2, help="diagnostic rows for entropy and gradient norm (paper: 500); a "
                        "data source is sampled at this size, and rows whose generations fail are counted")
     # Table 9's rows; null = base and every method in train.methods
-    models: list[Literal["base", "sft", "distilled_sft", "cft", "cgd", "cgd_no_critique"]] | None
+    models: list[Literal["base", "sft", "distilled_sft", "cft", "cgd", "cgd_no_critique", "cft_gpt4o"]] | None
     attention_rows: int = _range(ge=1, help="rows generated with attention capture (paper: 50)")
     attention_max_new_tokens: int = _range(ge=1, help="paper: 8192")
     attention_phases: int = _range(ge=1, help="Fig. 11's generation phases")
@@ -261,6 +281,7 @@ class Params:
     seed: int = _range(ge=0)
     embedded: EmbeddedConfig
     data: DataConfig
+    webinstruct_cft: WebInstructCftConfig
     student: ModelConfig
     teacher: ModelConfig
     rollout: DataGenConfig

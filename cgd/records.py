@@ -87,6 +87,8 @@ def cgd_no_critique(row: dict, t: Templates) -> dict:
 BUILDERS: dict[str, Callable[[dict, Templates], dict]] = {
     "sft": sft, "distilled_sft": distilled_sft, "cft": cft, "cgd": cgd,
     "cgd_no_critique": cgd_no_critique,
+    # CFT*: the same (x, y') -> c layout, on WebInstruct-CFT's rows (stage cft_data), c by GPT-4o
+    "cft_gpt4o": cft,
 }
 
 

@@ -15,9 +15,31 @@ from cgd import benchmarks, paper
 from cgd.io import read_json
 
 NOT_RUN = "not run"
-METHOD_TITLES = {"base": "Base", "sft": "+ SFT", "distilled_sft": "+ Distilled SFT", "cft": "+ CFT",
+METHOD_TITLES = {"base": "Base", "sft": "+ SFT", "distilled_sft": "+ Distilled SFT",
+                 "cft": "+ CFT", "cft_gpt4o": "+ CFT* (GPT-4o critiques, WebInstruct-CFT)",
                  "cgd": "+ CGD", "cgd_no_critique": "+ CGD w/o critique",
-                 "delta_cgd_minus_cft": "Δ = CGD − CFT"}
+                 "delta_cgd_minus_cft": "Δ = CGD − CFT", "simplerl_zero": "SimpleRL-Zero (the paper's copy of its official numbers)"}
+
+# The student each of the paper's model rows was trained from. A run's cell prints its difference to
+# the paper only where the run's student is that model; beside any other student the paper's number
+# is a reference ("ref."), never a difference (the 135M demo beside LLaMA's 50.6 is not "-47").
+PAPER_STUDENTS = {"LLaMA3.1-8B Instruct": "meta-llama/Llama-3.1-8B-Instruct", "S1.1-3B": "simplescaling/s1.1-3B",
+                  "Mixtral-8x7B Instruct": "mistralai/Mixtral-8x7B-Instruct-v0.1",
+                  "OLMo-2-1124-7B-Instruct": "allenai/OLMo-2-1124-7B-Instruct", "LLaMA3.1-8B": "meta-llama/Llama-3.1-8B"}
+
+
+def compares_with_paper(student_model: str, paper_model: str) -> bool:
+    """Whether the run's student is the paper row's model: its hub id, or a local copy named alike."""
+    hub_id = PAPER_STUDENTS[paper_model]
+    return student_model.rstrip("/") == hub_id or Path(student_model.rstrip("/")).name == hub_id.split("/")[1]
+
+
+def as_reference(rows: dict[str, dict[str, "Cell"]]) -> dict[str, dict[str, "Cell"]]:
+    """The same cells with the paper's numbers as references only (no difference printed)."""
+    from dataclasses import replace
+
+    return {method: {col: replace(cell, comparable=False) for col, cell in cells.items()}
+            for method, cells in rows.items()}
 
 
 @dataclass(frozen=True)
@@ -29,10 +51,12 @@ class Cell:
     p_value: float | None = None  # paired cells (Δ rows): exact McNemar p on the same problems
     digits: int = 1  # decimals shown (entropies need two)
     applies: bool = True  # False: the cell has no meaning for its row (CGD minus itself) and reads "—"
+    comparable: bool = True  # False: another student or method than the paper's; no difference
+    paper_only: bool = False  # a row the paper reports and this pipeline never runs (SimpleRL-Zero)
 
     @property
     def diff(self) -> float | None:
-        if self.run is None or self.paper is None:
+        if self.run is None or self.paper is None or not self.comparable:
             return None
         return round(self.run - self.paper, self.digits)
 
@@ -40,12 +64,14 @@ class Cell:
         if not self.applies:
             return "—"
         d = self.digits
+        if self.paper_only:
+            return "–" if self.paper is None else f"paper: {self.paper:.{d}f}"
         run = NOT_RUN if self.run is None else f"{self.run:.{d}f}"
         if self.run is not None and self.ci_low is not None:
             run += f" [{self.ci_low:.{d}f}, {self.ci_high:.{d}f}]"
         if self.run is not None and self.p_value is not None:
             run += f" p={self.p_value:.2g}"
-        paper_ = "–" if self.paper is None else f"{self.paper:.{d}f}"
+        paper_ = "–" if self.paper is None else f"{'' if self.comparable else 'ref. '}{self.paper:.{d}f}"
         diff = "" if self.diff is None else f" ({self.diff:+.{d}f})"
         return f"{run} / {paper_}{diff}"
 
@@ -135,12 +161,12 @@ def table2(metrics: dict[str, dict], paper_rows: list[dict], paper_model: str) -
                 if r["table"] == "table2" and r["model"] == paper_model}
     runs = by_method(metrics)
     rows = {}
-    for method in ["base", "sft", "distilled_sft", "cft", "cgd"]:
+    # The paper's Table 2 CFT row is CFT* (GPT-4o critiques); ours is its own row, with no paper number.
+    for method in ["base", "sft", "distilled_sft", "cft", "cft_gpt4o", "cgd"]:
         rows[method] = {}
         for col in GENERAL:
             value = general_value(runs[method], col) if method in runs else (None, None, None)
-            paper_method = "cft_gpt4o" if method == "cft" else method  # the paper's Table 2 CFT row
-            rows[method][col] = _cell(value, reported.get((paper_method, col)))
+            rows[method][col] = _cell(value, reported.get((method, col)))
     return GENERAL, rows
 
 
@@ -177,7 +203,10 @@ def table1(metrics: dict[str, dict], paper_rows: list[dict], paper_model: str,
                 if r["table"] == paper_table and r["model"] == paper_model and r["setting"] == ""}
     runs = by_method(metrics)
     rows: dict[str, dict[str, Cell]] = {}
-    for method in ["base", "sft", "distilled_sft", "cft", "cgd"]:
+    methods = ["base", "sft", "distilled_sft", "cft", "cgd"]
+    if "cft_gpt4o" in runs or any(m == "cft_gpt4o" for m, _ in reported):  # CFT*: its own labelled row
+        methods.insert(4, "cft_gpt4o")
+    for method in methods:
         rows[method] = {col: _cell(run_value(runs.get(method, []), col), reported.get((method, col)))
                         for col in columns}
     rows["delta_cgd_minus_cft"] = {}
@@ -195,6 +224,27 @@ def table1(metrics: dict[str, dict], paper_rows: list[dict], paper_model: str,
                 None if hi is None else round(hi, 1), reported_delta, pair.get("p_value"))
         else:
             rows["delta_cgd_minus_cft"][col] = Cell(round(cgd - cft, 1), None, None, reported_delta)
+    return columns, rows
+
+
+TABLE3 = ["math500", "minerva", "olympiadbench", "amc23", "aime24"]
+
+
+def table3(metrics: dict[str, dict], paper_rows: list[dict]) -> tuple[list[str], dict]:
+    """Paper Table 3: the LLaMA-3.1-8B base model trained with CGD beside SimpleRL-Zero's official
+    numbers (which the paper copies; a reference row, never run here) over five benchmarks and their
+    plain mean. The base model's own row has no paper number."""
+    columns = TABLE3 + ["avg"]
+    reported = {(r["method"], r["benchmark"]): r["value"] for r in paper_rows if r["table"] == "table3"}
+    runs = by_method(metrics)
+    rows = {"simplerl_zero": {c: Cell(None, None, None, reported.get(("simplerl_zero", c)), paper_only=True)
+                              for c in columns}}
+    for method in ("base", "cgd"):
+        cells = {c: _cell(run_value(runs.get(method, []), c), reported.get((method, c))) for c in TABLE3}
+        vals = [cells[c].run for c in TABLE3]
+        cells["avg"] = Cell(None if None in vals else round(sum(vals) / len(vals), 1), None, None,
+                            reported.get((method, "avg")))
+        rows[method] = cells
     return columns, rows
 
 
@@ -342,7 +392,7 @@ def to_long(columns: list[str], rows: dict[str, dict[str, Cell]]):
 
     return pd.DataFrame([{"method": m, "column": c, "run": cell.run, "ci_low": cell.ci_low,
                           "ci_high": cell.ci_high, "p_value": cell.p_value, "paper": cell.paper,
-                          "diff": cell.diff}
+                          "diff": cell.diff, "paper_is_reference": not cell.comparable or cell.paper_only}
                          for m, cells in rows.items() for c, cell in ((c, cells[c]) for c in columns)])
 
 
@@ -361,8 +411,10 @@ def write(name: str, columns: list[str], rows: dict[str, dict[str, Cell]], folde
 
 
 def main_table(data_source: str, paper_model: str) -> str:
-    """Which of the paper's Table-1-layout tables a run reproduces: 6 for MetaMathQA training,
-    7 for the Mixtral / OLMo students, 1 otherwise."""
+    """Which of the paper's main tables a run reproduces: 3 for the LLaMA-3.1-8B base model, 6 for
+    MetaMathQA training, 7 for the Mixtral / OLMo students, 1 otherwise."""
+    if paper_model == "LLaMA3.1-8B":
+        return "table3"
     if data_source == "metamathqa":
         return "table6"
     return "table7" if paper_model in ("Mixtral-8x7B Instruct", "OLMo-2-1124-7B-Instruct") else "table1"

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cgd import device, io, provenance, records, shards
+from cgd import chat, device, io, provenance, records, shards
 from cgd.params import Params, ParamsError, TrainConfig
 
 
@@ -47,6 +47,15 @@ def batch_plan(cfg: TrainConfig, world_size: int) -> BatchPlan:
                      cfg.global_batch_size // per_step)
 
 
+CFT_DATA = "data/04_cft/cft_data.jsonl"  # stage cft_data: WebInstruct-CFT rows for CFT*
+
+
+def data_for(method: str, data_path: str) -> str:
+    """The rows a method trains on: CFT* (cft_gpt4o) on WebInstruct-CFT's GPT-4o critiques, every
+    other method on this run's stage-04 rows (or the file a sweep point names)."""
+    return CFT_DATA if method == "cft_gpt4o" else data_path
+
+
 def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
@@ -69,10 +78,33 @@ def sft_config(cfg: TrainConfig, plan: BatchPlan, seed: int, output_dir: str, bf
         max_length=cfg.max_length, completion_only_loss=True,
         # Batches of similar length waste little compute on padding (the main CPU speed-up after bf16).
         train_sampling_strategy="group_by_length",
-        logging_steps=1, report_to="none",
+        logging_steps=cfg.logging_steps, report_to="none",
         save_strategy="steps" if cfg.save_steps else "no", save_steps=cfg.save_steps or 500,
         save_total_limit=1,
     )
+
+
+def score_completion_tokens_only() -> None:
+    """Make TRL's fused LM head score only the completion tokens on CPU too.
+
+    TRL projects through the LM head only the positions in the loss on Triton devices (CUDA, XPU
+    with Triton installed), but every position elsewhere, to keep tile shapes fixed for graph
+    compilers (Neuron). Eager CPU and CUDA kernels have no such constraint, and a CGD record is mostly prompt (question, answer, critique)
+    and padding: scoring them all, with an fp32 backward over a 49k vocabulary, was about a third of
+    a CPU step. The loss is the same sum over the same tokens. Patched once, where TRL reads the
+    flag (`trl.trainer.utils._use_triton`); the kernels keep their own check and run torch ops.
+    """
+    import trl.trainer.utils as trl_utils
+
+    decide = trl_utils._use_triton
+    if getattr(decide, "cgd_compact_on_cpu", False):
+        return
+
+    def compact(device) -> bool:  # eager CPU and CUDA kernels take any number of tokens
+        return device.type in ("cpu", "cuda") or decide(device)
+
+    compact.cgd_compact_on_cpu = True
+    trl_utils._use_triton = compact
 
 
 class CountingCollator:
@@ -178,7 +210,7 @@ def train(params: Params, method: str, seed: int, data_path: str, model_out: str
     rows = list(io.read_jsonl(data_path))
     t = records.templates(params.rollout.prompt_file, params.critique.prompt_file)
     recs, build_report = records.build(rows, method, t)
-    tokenizer = AutoTokenizer.from_pretrained(params.student.model)
+    tokenizer = chat.prepare(AutoTokenizer.from_pretrained(params.student.model))
     recs, fit_report = records.fit_length(recs, tokenizer, cfg.max_length, cfg.overlong)
     if not recs:
         raise RuntimeError(f"{method}: no training records left ({build_report}, {fit_report}); "
@@ -188,6 +220,7 @@ def train(params: Params, method: str, seed: int, data_path: str, model_out: str
     cuda = torch.cuda.is_available()
     if not cuda:
         device.keep_freed_memory()
+    score_completion_tokens_only()
     bf16 = device.bf16_supported()
     ckpt_dir = Path(checkpoint_dir)
     # SFTConfig first: under DeepSpeed ZeRO-3 it must exist before the model loads, so the

@@ -55,21 +55,36 @@ def webinstruct_hub(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def openmathinstruct2_hub(tmp_path_factory) -> Path:
-    """nvidia/OpenMathInstruct-2's layout: data/<split>-NNNNN-of-NNNNN.parquet per split, and the
-    dataset card's configs block naming each split's files."""
+def _parquet_hub(tmp_path_factory, repo: str, parquet: str, rows_file: str, configs: str) -> Path:
+    """A dataset repository in the hub's layout: one parquet file of fixture rows and the dataset
+    card's `configs` block naming it, as `datasets.load_dataset(<folder>, ...)` reads it."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    root = tmp_path_factory.mktemp("hub") / "nvidia" / "OpenMathInstruct-2"
-    (root / "data").mkdir(parents=True)
-    rows = json.loads((FIXTURES / "openmathinstruct2_rows.json").read_text())
-    pq.write_table(pa.Table.from_pylist(rows), root / "data" / "train_1M-00000-of-00001.parquet")
-    (root / "README.md").write_text(
-        "---\nlicense: cc-by-4.0\nconfigs:\n- config_name: default\n  data_files:\n"
-        "  - split: train_1M\n    path: data/train_1M-*\n---\n")
+    root = tmp_path_factory.mktemp("hub") / repo
+    (root / parquet).parent.mkdir(parents=True)
+    rows = json.loads((FIXTURES / rows_file).read_text())
+    pq.write_table(pa.Table.from_pylist(rows), root / parquet)
+    (root / "README.md").write_text(f"---\nconfigs:\n{configs}---\n")
     return root
+
+
+@pytest.fixture(scope="session")
+def openmathinstruct2_hub(tmp_path_factory) -> Path:
+    """nvidia/OpenMathInstruct-2: data/<split>-NNNNN-of-NNNNN.parquet per split (here train_1M)."""
+    return _parquet_hub(tmp_path_factory, "nvidia/OpenMathInstruct-2", "data/train_1M-00000-of-00001.parquet",
+                        "openmathinstruct2_rows.json",
+                        "- config_name: default\n  data_files:\n  - split: train_1M\n    path: data/train_1M-*\n")
+
+
+@pytest.fixture(scope="session")
+def webinstruct_cft_hub(tmp_path_factory) -> Path:
+    """TIGER-Lab/WebInstruct-CFT: one folder per subset (WebInstruct-CFT-4K, -50K, -600K), each a
+    dataset config of the card."""
+    return _parquet_hub(tmp_path_factory, "TIGER-Lab/WebInstruct-CFT",
+                        "WebInstruct-CFT-50K/train-00000-of-00001.parquet", "webinstruct_cft_rows.json",
+                        "- config_name: WebInstruct-CFT-50K\n  data_files:\n  - split: train\n"
+                        "    path: WebInstruct-CFT-50K/train-*\n")
 
 
 @pytest.fixture(scope="session")

@@ -239,3 +239,14 @@ def test_mixture_settings_do_not_change_the_generation_fingerprint(raw_params):
     assert fp(a) == fp(b)
     raw_params["refine"]["max_new_tokens"] = 17
     assert fp(P.from_dict(raw_params)) != fp(a)
+
+
+def test_difficulty_by_status_shows_what_truncation_drops():
+    """The kept rows' references are short and the student was right on them; the truncated rows'
+    are long and the student was wrong: the report shows the skew a drop would cause."""
+    rows = ([{"rollout_status": "ok", "reference_solution": "x" * 100, "verifier_correct": True}] * 3
+            + [{"rollout_status": "ok", "reference_solution": "x" * 140, "verifier_correct": None}]
+            + [{"rollout_status": "truncated", "reference_solution": "x" * 900, "verifier_correct": False}] * 2)
+    out = augment.difficulty_by_status(rows, "rollout_status")
+    assert out == {"ok": {"rows": 4, "reference_solution_chars_median": 100.0, "student_correct_rate": 1.0},
+                   "truncated": {"rows": 2, "reference_solution_chars_median": 900.0, "student_correct_rate": 0.0}}

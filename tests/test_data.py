@@ -159,3 +159,54 @@ def test_a_local_hub_folder_is_read_afresh(raw_params, tmp_path, openmathinstruc
         cfg = _cfg(raw_params, source="openmathinstruct2", hub_id=str(root), split="train_1M")
         seen.append([r["problem"] for r in data.load_pool(cfg)])
     assert seen == [["The first mirror asks: what is 2 + 3?"], ["The second mirror asks: what is 2 + 3?"]]
+
+
+def test_webinstruct_cft_rows_become_cft_star_records(webinstruct_cft_hub, index):
+    """CFT*: WebInstruct-CFT's rows (subset WebInstruct-CFT-50K, fixture in the hub layout) as stage-04
+    rows; the CFT record built from each learns GPT-4o's critique, and every dropped row is counted."""
+    from cgd import records
+
+    report = data.CftReport("webinstruct_cft")
+    rows = data.cft_rows(data.load_cft_critiques(str(webinstruct_cft_hub), "WebInstruct-CFT-50K", "train"),
+                         index, None, 0, report)
+    assert report.read == 7 and report.duplicate == 1 and report.contaminated_by_benchmark == {"gsm8k": 1}
+    assert report.malformed_by_reason == {"no_question_or_solution": 1, "empty_critique": 1}
+    assert report.clean == report.kept == 3 and report.conclusions == {"right": 2, "wrong": 1}
+    by_id = {r["id"]: r for r in rows}
+    assert set(by_id) == {"webinstruct-cft-0", "webinstruct-cft-1", "webinstruct-cft-2"}
+    moles = by_id["webinstruct-cft-2"]  # question and solution in `input`, not `instruction`
+    assert moles["question"] == "How many moles of oxygen gas are in 64 grams of O2?"
+    assert moles["student_answer"] == "The molar mass of O2 is 32 g/mol, so 64 / 32 = 2 mol."
+    recs, build = records.build(rows, "cft_gpt4o", records.templates())
+    assert build["records"] == 3
+    for rec, row in zip(recs, rows):
+        assert rec["completion"][0]["content"] == row["critique"] and not row["critique"].endswith("[END]")
+        assert row["question"] in rec["prompt"][-1]["content"] and row["student_answer"] in rec["prompt"][-1]["content"]
+    assert recs[1]["completion"][0]["content"].endswith("Conclusion: wrong")
+    picked = data.cft_rows(data.load_cft_critiques(str(webinstruct_cft_hub), "WebInstruct-CFT-50K", "train"),
+                           index, 2, 0, data.CftReport("webinstruct_cft"))
+    assert len(picked) == 2 and {r["id"] for r in picked} <= set(by_id)
+
+
+def test_the_cft_data_stage_reads_webinstruct_cft_only_for_cft_star(raw_params, webinstruct_cft_hub, tmp_path):
+    import yaml
+
+    from cgd import train
+    from cgd.__main__ import main
+    from cgd.io import read_json, read_jsonl
+
+    def run(methods):
+        raw = yaml.safe_load(yaml.safe_dump(raw_params))
+        raw["train"]["methods"] = methods
+        raw["webinstruct_cft"]["hub_id"] = str(webinstruct_cft_hub)
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+        assert main(["cft-data", "--params", str(tmp_path / "params.yaml"), "--out", str(tmp_path / "cft.jsonl"),
+                     "--metrics", str(tmp_path / "m.json")]) == 0
+        return list(read_jsonl(tmp_path / "cft.jsonl")), read_json(tmp_path / "m.json")
+
+    rows, report = run(["cft", "cgd"])
+    assert rows == [] and report["off"] and report["kept"] == 0
+    rows, report = run(["cft", "cgd", "cft_gpt4o"])
+    assert len(rows) == report["kept"] == 3 and report["contaminated_by_benchmark"] == {"gsm8k": 1}
+    assert train.data_for("cft_gpt4o", "data/04_refine/cgd_data.jsonl") == train.CFT_DATA
+    assert train.data_for("cft", "data/04_refine/cgd_data.jsonl") == "data/04_refine/cgd_data.jsonl"

@@ -75,7 +75,7 @@ def test_vllm_request_building_without_vllm(raw_params):
         "max_model_len": 8192, "dtype": "bfloat16", "seed": 7, "enforce_eager": False,
         "gpu_memory_utilization": 0.9}
     assert G.vllm_sampling_args(cfg.critique, 7) == {
-        "temperature": 0.6, "top_p": 0.9, "max_tokens": 2048, "seed": 7}
+        "temperature": 0.6, "top_p": 0.9, "max_tokens": 2048, "seed": 7, "skip_special_tokens": True}
     # The CPU demo: an explicit KV cache in bytes, and the engine in this process.
     demo = P.from_dict(yaml_params())
     assert G.vllm_engine_args(demo.student, 1, on_cpu=True) == {
@@ -146,6 +146,14 @@ class _FakeLLM:
                 outs.append(SimpleNamespace(prompt_token_ids=ids, prompt_logprobs=logprobs,
                                             outputs=[SimpleNamespace(text="", token_ids=[1], finish_reason="length")]))
                 continue
+            if "s1think" in self._tok.decode(ids):  # s1.1's reasoning format, then its stop token
+                out_ids = self._tok("<|im_start|>think\nAdd them.<|im_start|>answer\nAnswer: 7<|im_end|>",
+                                    add_special_tokens=False)["input_ids"]
+                # vLLM detokenizes all but the stop token, with the request's skip_special_tokens
+                text = self._tok.decode(out_ids[:-1], skip_special_tokens=sp.skip_special_tokens)
+                outs.append(SimpleNamespace(prompt_token_ids=ids, prompt_logprobs=None, outputs=[SimpleNamespace(
+                    text=text, token_ids=out_ids, finish_reason="stop")]))
+                continue
             n = min(sp.max_tokens, 5)
             text = f"draw {random.Random(sp.seed).random():.6f}" if sp.temperature > 0 else "greedy"
             outs.append(SimpleNamespace(prompt_token_ids=ids, prompt_logprobs=None, outputs=[SimpleNamespace(
@@ -207,6 +215,33 @@ def test_vllm_backend_seeds_each_request_and_isolates_bad_rows(raw_params, tiny_
     backend.close()
     assert llm.closed and torch.get_num_threads() == threads
     assert "VLLM_ENABLE_V1_MULTIPROCESSING" not in __import__("os").environ
+
+
+@pytest.mark.parametrize("skip", [True, False])
+def test_s1_think_markers_survive_generation_and_the_record_builder(raw_params, tiny_model, fake_vllm, skip):
+    """s1.1 answers "<|im_start|>think ... <|im_start|>answer ...": with the teacher's
+    skip_special_tokens false the markers reach the refined answer and the CGD training target as
+    the special tokens they were; with the default they are stripped (words left dangling)."""
+    from cgd import records
+
+    raw_params["teacher"].update(model=str(tiny_model), skip_special_tokens=skip)
+    raw_params["refine"]["backend"] = "vllm"
+    cfg = P.from_dict(raw_params)
+    backend = G.make_backend("refine", "teacher", cfg.refine, cfg.teacher, cfg.seed)
+    out = backend.generate([G.Request("r", [{"role": "user", "content": "s1think: what is 3 + 4?"}])], 0)[0]
+    backend.close()
+    assert out.finish_reason == "stop" and "<|im_end|>" not in out.text
+    if skip:
+        assert out.text.startswith("think\nAdd them.answer") and "<|im_start|>" not in out.text
+        return
+    assert out.text == "<|im_start|>think\nAdd them.<|im_start|>answer\nAnswer: 7"
+    row = {"id": "r", "question": "What is 3 + 4?", "student_answer": "8", "critique": "Wrong.\n\nConclusion: wrong",
+           "refined_answer": out.text, "status": "ok", "in_mixture": True}
+    record = records.cgd(row, records.templates())
+    assert record["completion"][0]["content"] == out.text
+    prompt_ids, full_ids = records.token_ids(record, backend.tokenizer)
+    marker = backend.tokenizer.convert_tokens_to_ids("<|im_start|>")
+    assert full_ids[len(prompt_ids):].count(marker) == 2  # each marker is its special token again
 
 
 def test_vllm_choose_scores_options_by_prompt_logprobs(raw_params, tiny_model, fake_vllm):

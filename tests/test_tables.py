@@ -77,3 +77,46 @@ def test_the_delta_row_carries_the_paired_ci_and_mcnemar_p(metrics):
     assert (delta.run, delta.ci_low, delta.ci_high, delta.p_value) == (18.0, 5.0, 30.0, 0.012)
     assert delta.text() == "18.0 [5.0, 30.0] p=0.012 / 0.9 (+17.1)"
     assert rows["delta_cgd_minus_cft"]["minerva"].run is None  # CFT never ran it: no difference
+
+
+def test_a_difference_is_printed_only_beside_the_papers_own_student(metrics):
+    assert tables.compares_with_paper("meta-llama/Llama-3.1-8B-Instruct", "LLaMA3.1-8B Instruct")
+    assert tables.compares_with_paper("/mirror/meta-llama/Llama-3.1-8B-Instruct/", "LLaMA3.1-8B Instruct")
+    assert not tables.compares_with_paper("models/smollm2-135m-instruct", "LLaMA3.1-8B Instruct")
+    assert not tables.compares_with_paper("meta-llama/Llama-3.1-8B", "LLaMA3.1-8B Instruct")  # base vs instruct
+    _, rows = tables.table1(metrics, paper.load(), "LLaMA3.1-8B Instruct")
+    assert rows["base"]["gsm8k"].text() == "10.0 [5.0, 15.0] / 85.3 (-75.3)"
+    ref = tables.as_reference(rows)["base"]["gsm8k"]
+    assert ref.diff is None and ref.text() == "10.0 [5.0, 15.0] / ref. 85.3"
+    long = tables.to_long(["gsm8k"], tables.as_reference(rows))
+    assert long["diff"].isna().all() and long["paper_is_reference"].all()
+
+
+def test_our_cft_and_the_papers_cft_star_are_two_rows(metrics):
+    """Table 2's CFT row in the paper is CFT* (GPT-4o critiques): it sits beside a cft_gpt4o run,
+    never beside ours; Table 1 lists CFT* as its own row where the paper reports it."""
+    general = {"general": {"leaderboard_ifeval": {"value": 50.0, "stderr": 1.0}}}
+    runs = {**metrics, "cft-seed0": {**metrics["cft-seed0"], **general}}
+    _, rows = tables.table2(runs, paper.load(), "LLaMA3.1-8B Instruct")
+    assert rows["cft"]["ifeval"].run == 50.0 and rows["cft"]["ifeval"].paper is None
+    assert rows["cft"]["ifeval"].diff is None
+    assert rows["cft_gpt4o"]["ifeval"].run is None and rows["cft_gpt4o"]["ifeval"].paper is not None
+    _, t1 = tables.table1(metrics, paper.load(), "LLaMA3.1-8B Instruct")
+    assert list(t1)[:6] == ["base", "sft", "distilled_sft", "cft", "cft_gpt4o", "cgd"]
+    assert t1["cft_gpt4o"]["math500"].run is None and t1["cft_gpt4o"]["math500"].paper is not None
+    _, s1 = tables.table1(metrics, paper.load(), "S1.1-3B")
+    assert "cft_gpt4o" not in s1  # the paper has no CFT* for S1.1 and none was run
+    assert tables.method_title("cft_gpt4o").startswith("+ CFT*") and tables.method_title("cft") != "+ CFT*"
+
+
+def test_table3_sets_cgd_on_the_base_model_beside_simplerl_zero():
+    runs = {"base": _metrics({"math500": 4.0, "minerva": 2.0, "olympiadbench": 1.0, "amc23": 0.0, "aime24": 0.0}),
+            "cgd-seed0": _metrics({"math500": 30.0, "minerva": 13.0, "olympiadbench": 7.0, "amc23": 10.0,
+                                   "aime24": 0.0})}
+    columns, rows = tables.table3(runs, paper.load())
+    assert columns == ["math500", "minerva", "olympiadbench", "amc23", "aime24", "avg"]
+    assert rows["simplerl_zero"]["math500"].text() == "paper: 23.0"  # a reference row, never a run
+    assert rows["cgd"]["math500"].text() == "30.0 [25.0, 35.0] / 29.4 (+0.6)"
+    assert rows["cgd"]["avg"].run == 12.0 and rows["cgd"]["avg"].paper == 11.9
+    assert rows["base"]["math500"].paper is None
+    assert tables.main_table("webinstruct", "LLaMA3.1-8B") == "table3"

@@ -37,6 +37,7 @@ EXPECTED = {
     "cft": ({"QUESTIONTEXT", "STUDENTTEXT"}, "CRITIQUETEXT"),
     "cgd": ({"QUESTIONTEXT", "STUDENTTEXT", "CRITIQUETEXT"}, "REFINEDTEXT"),
     "cgd_no_critique": ({"QUESTIONTEXT", "STUDENTTEXT"}, "REFINEDTEXT"),
+    "cft_gpt4o": ({"QUESTIONTEXT", "STUDENTTEXT"}, "CRITIQUETEXT"),  # CFT's layout on WebInstruct-CFT rows
 }
 MARKERS = {"QUESTIONTEXT", "GOLDTEXT", "STUDENTTEXT", "CRITIQUETEXT", "REFINEDTEXT"}
 
@@ -331,3 +332,26 @@ def test_ranks_agree_on_the_fingerprint_before_a_stale_checkpoint_goes(tmp_path,
     assert train._resume_point(ckpt, "old").endswith("checkpoint-4")
     monkeypatch.setattr(accelerate.utils, "gather_object", lambda objs: ["new", "new"])
     assert train._resume_point(ckpt, "new") is None and not ckpt.exists()  # main process: stale goes
+
+
+def test_scoring_only_completion_tokens_keeps_each_steps_loss(tiny_model, tmp_path, monkeypatch):
+    """TRL's fused LM head scores every position off Triton devices; ours scores the completion
+    tokens only (the loss's tokens). The per-step losses and the trained weights stay the same."""
+    import trl.trainer.utils as trl_utils
+    from safetensors.torch import load_file
+    from trl.kernels.chunked_logprob import _use_triton as trl_decision
+
+    def losses(out):
+        lines = (out / "live" / "plots" / "metrics" / "loss.tsv").read_text().splitlines()[1:]
+        return [float(line.split("\t")[1]) for line in lines]
+
+    with monkeypatch.context() as m:  # TRL as shipped: every position through the LM head
+        m.setattr(trl_utils, "_use_triton", trl_decision)
+        m.setattr(train, "score_completion_tokens_only", lambda: None)
+        _, full = _train_tiny(tiny_model, tmp_path, "every-position")
+    monkeypatch.setattr(trl_utils, "_use_triton", trl_decision)
+    _, compact = _train_tiny(tiny_model, tmp_path, "completion-only")
+    assert getattr(trl_utils._use_triton, "cgd_compact_on_cpu", False)
+    assert len(losses(full)) == 4 and losses(compact) == pytest.approx(losses(full), rel=1e-3)
+    a, b = load_file(full / "model" / "model.safetensors"), load_file(compact / "model" / "model.safetensors")
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-2) for k in a)
