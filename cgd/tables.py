@@ -227,6 +227,26 @@ def table1(metrics: dict[str, dict], paper_rows: list[dict], paper_model: str,
     return columns, rows
 
 
+TABLE5 = {"batch_size": "global_batch_size", "learning_rate": "lr", "max_length": "max_length",
+          "epochs": "epochs", "warmup_ratio": "warmup_ratio"}
+
+
+def table5(train: dict, paper_rows: list[dict]):
+    """Paper Table 5 (hyperparameters) beside this run's train.* values, which the paper profiles
+    set to the paper's (a test checks them); the CPU demo's differ and say so."""
+    import pandas as pd
+
+    reported = {r["benchmark"]: r["value"] for r in paper_rows if r["table"] == "table5"}
+    rows = [{"hyperparameter": name, "param": f"train.{key}", "this run": train[key], "paper": reported.get(name),
+             "same": reported.get(name) is not None and float(train[key]) == float(reported[name])}
+            for name, key in TABLE5.items()]
+    rows += [{"hyperparameter": "optimizer", "param": "train.optimizer", "this run": train["optimizer"],
+              "paper": "AdamW", "same": train["optimizer"].startswith("adamw")},
+             {"hyperparameter": "scheduler", "param": "train.lr_scheduler", "this run": train["lr_scheduler"],
+              "paper": "cosine", "same": train["lr_scheduler"] == "cosine"}]
+    return pd.DataFrame(rows)
+
+
 TABLE3 = ["math500", "minerva", "olympiadbench", "amc23", "aime24"]
 
 

@@ -199,6 +199,13 @@ def test_eval_notebook_end_to_end(tiny_model, eval_hub_mirror, tmp_path):
     assert "| Fig. 8 | — | not run |" in index and "| Table 2 | — | not run |" in index
     assert "| Table 1 |" in index and "partial: 3 of 8 benchmarks" in index  # gsm8k, math500, mmlu_pro
     assert (tmp_path / "fig" / "fig2_methods.png").exists() and (tmp_path / "fig" / "format_drift.pdf").exists()
+    # The tiny student is not LLaMA: the paper's numbers are references, no difference is printed.
+    with_paper = table[table.paper.notna()]
+    assert len(with_paper) and with_paper.paper_is_reference.all() and with_paper["diff"].isna().all()
+    assert "ref. 85.3" in (tmp_path / "fig" / "table1.md").read_text()
+    # Every paper table has a way to run it: Tables 3 and 7 name their profiles, CFT* its method.
+    assert "llama8b-base-webinstruct" in index and "mixtral-webinstruct" in index and "olmo-webinstruct" in index
+    assert "cft_gpt4o in train.methods" in index and "| Table 5 | `" in index and "| Fig. 1 | — | diagram" in index
 
 
 def test_compare_methods_pairs_the_same_problems_per_seed_and_pooled(raw_params):

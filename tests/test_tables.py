@@ -120,3 +120,21 @@ def test_table3_sets_cgd_on_the_base_model_beside_simplerl_zero():
     assert rows["cgd"]["avg"].run == 12.0 and rows["cgd"]["avg"].paper == 11.9
     assert rows["base"]["math500"].paper is None
     assert tables.main_table("webinstruct", "LLaMA3.1-8B") == "table3"
+
+
+def test_table5_sets_this_runs_hyperparameters_beside_the_papers():
+    import yaml
+
+    from cgd.profiles import load_profile
+
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    paper_train = load_profile(repo / "configs/profiles/llama8b-webinstruct.yaml")["train"]
+    t5 = tables.table5(paper_train, paper.load())
+    assert list(t5["hyperparameter"]) == ["batch_size", "learning_rate", "max_length", "epochs", "warmup_ratio",
+                                          "optimizer", "scheduler"]
+    assert t5["same"].all()  # the paper profile trains with Table 5
+    demo = yaml.safe_load((repo / "params.yaml").read_text())["train"]
+    t5 = tables.table5(demo, paper.load())
+    assert not t5["same"].all() and t5.set_index("hyperparameter").loc["learning_rate", "this run"] == demo["lr"]
