@@ -105,7 +105,7 @@ def main() -> None:
     peak_tok_s = peak * 1e12 / (6 * n_params)
     rates = {k: sum(t for t, _ in v) / sum(s for _, s in v) for k, v in results.items()}
     for k, rate in rates.items():
-        print(f"{k:>9}: {rate:7.1f} non-pad tok/s  ({rate / peak_tok_s:.1%} of peak)")
+        print(f"{k:>9}: {rate:7.1f} non-pad tok/s  (MFU {rate / peak_tok_s:.1%} of the bf16 peak)")
     print(f"bf16 matmul peak measured now on {device_name}: {peak:.2f} TFLOP/s = {peak_tok_s:,.0f} tok/s "
           f"for {n_params / 1e6:.0f}M params")
     print(f"ratio ours / bare TRL: {rates['ours'] / rates['bare TRL']:.2f}x (target >= 1.5x)")
