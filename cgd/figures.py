@@ -110,7 +110,7 @@ def loss_plot(curves, title: str):
     fig, ax = plt.subplots(figsize=(5.0, 3.2))
     for method, d in curves.groupby("method", sort=False):
         sns.lineplot(data=d, x="progress", y="loss", ax=ax, color=colours[method], label=LABELS[method],
-                     marker="o", markersize=3)
+                     marker="o", markersize=3, seed=0)
     ax.set(xlabel="training progress (fraction of optimizer steps)", ylabel="loss (completion tokens)",
            title=title, xlim=(0, 1))
     ax.legend(frameon=False, fontsize="small")
@@ -149,7 +149,7 @@ def drift_plot(frame, title: str):
     for ax, kind in zip(axes[0], kinds):
         d = frame[frame.kind == kind]
         sns.barplot(data=d, x="method", y="percent", hue="method", order=methods, hue_order=methods,
-                    palette=colours, ax=ax, legend=False)
+                    palette=colours, ax=ax, legend=False, seed=0)
         ax.set_xticks(range(len(methods)), [LABELS[m] for m in methods], rotation=30, ha="right")
         ax.set(title=kind, xlabel="", ylabel="share of answers (%)", ylim=(0, 100))
     fig.suptitle(title)
@@ -247,7 +247,8 @@ def attention_flow(frame, title: str):
     fig, axes = plt.subplots(1, len(layers), figsize=(4 * len(layers), 3.6), sharey=True, squeeze=False)
     for ax, layer in zip(axes[0], layers):
         sns.lineplot(data=data[data.layer == layer], x="step", y="share", hue="section",
-                     palette=_section_palette(), errorbar=("ci", 95), ax=ax, legend=layer == layers[-1])
+                     palette=_section_palette(), errorbar=("ci", 95), seed=0, ax=ax,
+                     legend=layer == layers[-1])  # seeded bootstrap: the same PNG on every rerun
         ax.set(title=f"layer {layer}", xlabel="generated token", ylabel="attention share (%)", ylim=(0, 100))
     if axes[0][-1].get_legend():
         sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1), title=None)
@@ -265,7 +266,7 @@ def attention_by_layer(frame, title: str):
                .assign(section=lambda f: f.section.map(SECTION_LABELS)))
     fig, ax = plt.subplots(figsize=(7.5, 4))
     sns.lineplot(data=per_row, x="layer", y="share", hue="section", palette=_section_palette(),
-                 errorbar=("ci", 95), marker="o", ax=ax)
+                 errorbar=("ci", 95), seed=0, marker="o", ax=ax)
     ax.set(xlabel="layer", ylabel="mean attention share (%)", ylim=(0, 100), title=title)
     sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1), title=None)
     fig.tight_layout()

@@ -237,7 +237,9 @@ def table5(train: dict, paper_rows: list[dict]):
     import pandas as pd
 
     reported = {r["benchmark"]: r["value"] for r in paper_rows if r["table"] == "table5"}
-    rows = [{"hyperparameter": name, "param": f"train.{key}", "this run": train[key], "paper": reported.get(name),
+    shown = lambda v: None if v is None else f"{float(v):g}"  # 64, 1e-06, 8192 as the paper prints them
+    rows = [{"hyperparameter": name, "param": f"train.{key}", "this run": shown(train[key]),
+             "paper": shown(reported.get(name)),
              "same": reported.get(name) is not None and float(train[key]) == float(reported[name])}
             for name, key in TABLE5.items()]
     rows += [{"hyperparameter": "optimizer", "param": "train.optimizer", "this run": train["optimizer"],

@@ -202,3 +202,20 @@ def test_a_data_source_set_runs_through_notebooks_01_to_04(tmp_path, tiny_model,
     assert sorted(p.name for p in (point / "runs").iterdir()) == [f"{n}.ipynb" for n in diagnostic_set.CHAIN]
     again = diagnostic_set.build(params, tmp_path / "set", str(tmp_path / "m.json"), training_file=str(training))
     assert again["rows"] == report["rows"]
+
+
+def test_attention_figures_are_the_same_png_on_every_draw(tmp_path):
+    """figures/ is committed: a rerun with the same inputs must not change a PNG (the CI bands
+    are a seeded bootstrap)."""
+    from cgd import figures
+
+    rng = np.random.default_rng(0)
+    shares = {f"r{i}": rng.dirichlet(np.ones(4), size=(6, 5)) for i in range(4)}  # [step, layer, section]
+    np.savez(tmp_path / "attention.npz", **shares)
+    frame = figures.attention_frame(tmp_path / "attention.npz")
+    drawn = []
+    for k in range(2):
+        for name, draw in (("flow", figures.attention_flow), ("layers", figures.attention_by_layer)):
+            paths = figures.save(draw(frame, "t"), tmp_path / f"{name}{k}", ["png"], 60)
+            drawn.append(paths[0].read_bytes())
+    assert drawn[0] == drawn[2] and drawn[1] == drawn[3]

@@ -137,4 +137,6 @@ def test_table5_sets_this_runs_hyperparameters_beside_the_papers():
     assert t5["same"].all()  # the paper profile trains with Table 5
     demo = yaml.safe_load((repo / "params.yaml").read_text())["train"]
     t5 = tables.table5(demo, paper.load())
-    assert not t5["same"].all() and t5.set_index("hyperparameter").loc["learning_rate", "this run"] == demo["lr"]
+    t5 = t5.set_index("hyperparameter")
+    assert not t5["same"].all() and float(t5.loc["learning_rate", "this run"]) == demo["lr"]
+    assert t5.loc["batch_size", "paper"] == "64" and t5.loc["learning_rate", "paper"] == "1e-06"
