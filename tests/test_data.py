@@ -188,7 +188,8 @@ def test_webinstruct_cft_rows_become_cft_star_records(webinstruct_cft_hub, index
     assert len(picked) == 2 and {r["id"] for r in picked} <= set(by_id)
 
 
-def test_the_cft_data_stage_reads_webinstruct_cft_only_for_cft_star(raw_params, webinstruct_cft_hub, tmp_path):
+def test_the_cft_data_stage_reads_webinstruct_cft_only_for_cft_star(raw_params, webinstruct_cft_hub, tmp_path,
+                                                                     tiny_model):
     import yaml
 
     from cgd import train
@@ -199,6 +200,8 @@ def test_the_cft_data_stage_reads_webinstruct_cft_only_for_cft_star(raw_params, 
         raw = yaml.safe_load(yaml.safe_dump(raw_params))
         raw["train"]["methods"] = methods
         raw["webinstruct_cft"]["hub_id"] = str(webinstruct_cft_hub)
+        # a clean clone has no converted model, and params outside the repo see no dvc.yaml making one
+        raw["student"]["model"] = raw["teacher"]["model"] = str(tiny_model)
         (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
         assert main(["cft-data", "--params", str(tmp_path / "params.yaml"), "--out", str(tmp_path / "cft.jsonl"),
                      "--metrics", str(tmp_path / "m.json")]) == 0
