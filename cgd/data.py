@@ -101,17 +101,22 @@ def load_pool(cfg: DataConfig) -> Iterator[dict]:
             raise ValueError(f"data.hub_id must be null for the embedded source '{cfg.source}'")
         yield from read_jsonl(assets.math_data_file(f"{cfg.source}/{cfg.split}.jsonl"))
         return
+    yield from load_hub(cfg.hub_id or source.hub_id, None, cfg.split)
+
+
+def load_hub(hub_id: str, config: str | None, split: str) -> Iterator[dict]:
+    """Rows of a hub dataset (`datasets.load_dataset`), or of a local folder in the hub's layout.
+
+    A local folder is converted into a throwaway cache: datasets keys its cache of a folder by the
+    dataset's name, so an edited or different folder of the same name would be served the rows
+    cached before (seen with datasets 5.2, online and offline)."""
     import datasets
 
-    hub_id = cfg.hub_id or source.hub_id
     if Path(hub_id).is_dir():
-        # A local folder is converted into a throwaway cache: datasets keys its cache of a folder by
-        # the dataset's name, so an edited or different folder of the same name would be served the
-        # rows cached before (seen with datasets 5.2, online and offline).
         with tempfile.TemporaryDirectory(prefix="cgd-datasets-") as cache:
-            yield from datasets.load_dataset(hub_id, split=cfg.split, cache_dir=cache)
+            yield from datasets.load_dataset(hub_id, config, split=split, cache_dir=cache)
         return
-    yield from datasets.load_dataset(hub_id, split=cfg.split)
+    yield from datasets.load_dataset(hub_id, config, split=split)
 
 
 def normalize(row: dict, index: int, source_name: str, cfg: DataConfig) -> Example | str:
@@ -239,14 +244,7 @@ class CftReport(SampleReport):
 
 def load_cft_critiques(hub_id: str | None, subset: str, split: str) -> Iterator[dict]:
     """WebInstruct-CFT's rows of one subset (a dataset config such as WebInstruct-CFT-50K)."""
-    import datasets
-
-    hub_id = hub_id or WEBINSTRUCT_CFT
-    if Path(hub_id).is_dir():  # a local mirror: a throwaway cache, as load_pool explains
-        with tempfile.TemporaryDirectory(prefix="cgd-datasets-") as cache:
-            yield from datasets.load_dataset(hub_id, subset, split=split, cache_dir=cache)
-        return
-    yield from datasets.load_dataset(hub_id, subset, split=split)
+    yield from load_hub(hub_id or WEBINSTRUCT_CFT, subset, split)
 
 
 def cft_rows(rows: Iterable[dict], index: NgramIndex, n: int | None, seed: int,
