@@ -198,6 +198,7 @@ def test_training_writes_bf16_model_metrics_and_curves_deterministically(tiny_mo
     assert metrics["batch"] == {"global_batch": 4, "per_device": 2, "world_size": 1, "accumulation": 2}
     assert metrics["non_pad_tokens"] <= metrics["tokens"] and metrics["loss_tokens"] < metrics["non_pad_tokens"]
     assert metrics["data"]["excluded"] == {"not in mixture": 1, "status refine:truncated": 1}
+    assert metrics["first_step_s"] > 0 and metrics["steady_non_pad_tokens_per_s"] > 0
     weights = load_file(out / "model" / "model.safetensors")
     assert {t.dtype for t in weights.values()} == {torch.bfloat16}
     assert (out / "model" / "tokenizer.json").exists() and not (out / "model" / "training_args.bin").exists()
@@ -213,6 +214,25 @@ def test_training_writes_bf16_model_metrics_and_curves_deterministically(tiny_mo
 
 
 @pytest.mark.slow
+def test_step_clock_sets_the_first_step_aside(monkeypatch):
+    """The steady rate counts the tokens and seconds after the first optimizer step, each clock
+    reading after a device sync; a one-step run has no steady rate."""
+    from types import SimpleNamespace
+
+    times, tokens, syncs = iter([101.0, 105.0]), iter([50, 450]), []
+    monkeypatch.setattr(train.time, "perf_counter", lambda: next(times))
+    clock = train.StepClock(lambda: next(tokens), lambda: syncs.append(1))
+    clock.start = 100.0
+    clock.callback.on_step_end(None, SimpleNamespace(global_step=1), None)
+    clock.callback.on_step_end(None, SimpleNamespace(global_step=2), None)  # only the first is kept
+    clock.callback.on_train_end(None, SimpleNamespace(global_step=5), None)
+    assert clock.report() == {"first_step_s": 1.0, "steady_non_pad_tokens_per_s": 100.0} and len(syncs) == 2
+
+    one = train.StepClock(lambda: 7, lambda: None)
+    one.start, one.first, one.last = 0.0, (1.0, 7, 1), (1.0, 7, 1)
+    assert one.report() == {"first_step_s": 1.0, "steady_non_pad_tokens_per_s": None}
+
+
 def test_killed_training_resumes_from_its_checkpoint(tiny_model, tmp_path):
     """SIGKILL once a checkpoint past step 3 is on disk; the rerun resumes there and ends where an
     uninterrupted run ends, byte for byte."""
@@ -334,17 +354,34 @@ def test_ranks_agree_on_the_fingerprint_before_a_stale_checkpoint_goes(tmp_path,
     assert train._resume_point(ckpt, "new") is None and not ckpt.exists()  # main process: stale goes
 
 
+def _losses(out):
+    lines = (out / "live" / "plots" / "metrics" / "loss.tsv").read_text().splitlines()[1:]
+    return [float(line.split("\t")[1]) for line in lines]
+
+
+def _same_weights(a_dir, b_dir, atol=1e-2) -> bool:
+    from safetensors.torch import load_file
+
+    a, b = load_file(a_dir / "model" / "model.safetensors"), load_file(b_dir / "model" / "model.safetensors")
+    return a.keys() == b.keys() and all(torch.allclose(a[k].float(), b[k].float(), atol=atol) for k in a)
+
+
+def test_the_fused_adamw_trains_the_same_model(tiny_model, tmp_path):
+    """params.yaml's fused AdamW (one kernel per step on CPU and GPUs) against the foreach one it
+    replaced: the same per-step losses and weights up to rounding."""
+    _, fused = _train_tiny(tiny_model, tmp_path, "fused", optimizer="adamw_torch_fused")
+    _, foreach = _train_tiny(tiny_model, tmp_path, "foreach", optimizer="adamw_torch")
+    assert len(_losses(fused)) == 4 and _losses(fused) == pytest.approx(_losses(foreach), rel=1e-3)
+    assert _same_weights(fused, foreach)
+
+
 def test_scoring_only_completion_tokens_keeps_each_steps_loss(tiny_model, tmp_path, monkeypatch):
     """TRL's fused LM head scores every position off Triton devices; ours scores the completion
     tokens only (the loss's tokens). The per-step losses and the trained weights stay the same."""
     import trl.trainer.utils as trl_utils
-    from safetensors.torch import load_file
     from trl.kernels.chunked_logprob import _use_triton as trl_decision
 
-    def losses(out):
-        lines = (out / "live" / "plots" / "metrics" / "loss.tsv").read_text().splitlines()[1:]
-        return [float(line.split("\t")[1]) for line in lines]
-
+    losses = _losses
     with monkeypatch.context() as m:  # TRL as shipped: every position through the LM head
         m.setattr(trl_utils, "_use_triton", trl_decision)
         m.setattr(train, "score_completion_tokens_only", lambda: None)
@@ -353,5 +390,4 @@ def test_scoring_only_completion_tokens_keeps_each_steps_loss(tiny_model, tmp_pa
     _, compact = _train_tiny(tiny_model, tmp_path, "completion-only")
     assert getattr(trl_utils._use_triton, "cgd_compact_on_cpu", False)
     assert len(losses(full)) == 4 and losses(compact) == pytest.approx(losses(full), rel=1e-3)
-    a, b = load_file(full / "model" / "model.safetensors"), load_file(compact / "model" / "model.safetensors")
-    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-2) for k in a)
+    assert _same_weights(full, compact)
