@@ -146,7 +146,11 @@ class TrainConfig:
     lr: float = _range(gt=0.0)
     epochs: float = _range(gt=0.0)
     global_batch_size: int = _range(ge=1, help="the effective batch; the paper uses 64")
-    per_device_batch_size: int = _range(ge=1)
+    # rows per device per micro-batch, or auto: per run, the most rows whose longest record fits
+    # tokens_per_device_batch (short SFT/CFT records fill a GPU that long CGD records would overflow)
+    per_device_batch_size: int | Literal["auto"] = _range(ge=1, help="a row count such as 2, or auto")
+    tokens_per_device_batch: int | None = _range(
+        ge=16, help="a token budget such as per-device rows x max_length (the same worst case), or null")
     max_length: int = _range(ge=16)
     overlong: Literal["drop", "truncate"]
     warmup_ratio: float = _range(ge=0.0, le=0.5, help="a share of the total steps; the paper uses 0.1")
@@ -368,7 +372,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 
 
 def _check_range(value: Any, meta: typing.Mapping, key: str) -> None:
-    if value is None:
+    if value is None or isinstance(value, str):  # null, or a named setting such as "auto"
         return
     help_ = meta.get("help", "")
     for bound, ok, word in (
@@ -500,7 +504,12 @@ def validate(params: Params, raw: dict, dvc_yaml: str | Path = "dvc.yaml") -> No
         raise ParamsError("diagnostics.attention_rows" if d.attention_rows > d.rows
                           else "diagnostics.counterfactual_rows", f"exceeds diagnostics.rows ({d.rows})",
                           "they are drawn from the diagnostic rows: lower it or raise diagnostics.rows")
-    if t.global_batch_size % t.per_device_batch_size:
+    if t.per_device_batch_size == "auto":
+        if t.tokens_per_device_batch is None:
+            raise ParamsError("train.tokens_per_device_batch", "is null, but train.per_device_batch_size is auto",
+                              "give the token budget of a device's micro-batch (e.g. 2 x max_length), "
+                              "or set per_device_batch_size to a row count")
+    elif t.global_batch_size % t.per_device_batch_size:
         raise ParamsError(
             "train.global_batch_size",
             f"({t.global_batch_size}) is not a multiple of train.per_device_batch_size "

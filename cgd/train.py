@@ -27,15 +27,40 @@ from cgd.params import Params, ParamsError, TrainConfig
 
 @dataclass(frozen=True)
 class BatchPlan:
-    """The requested global batch split over devices and gradient-accumulation steps."""
+    """The requested global batch split over devices and gradient-accumulation steps. With
+    `train.per_device_batch_size: auto`, also the token budget and the longest record it was fit to."""
 
     global_batch: int
     per_device: int
     world_size: int
     accumulation: int
+    token_budget: int | None = None
+    longest_record: int | None = None
 
 
-def batch_plan(cfg: TrainConfig, world_size: int) -> BatchPlan:
+def batch_plan(cfg: TrainConfig, world_size: int, longest: int | None = None) -> BatchPlan:
+    """Split `train.global_batch_size` as per-device rows x accumulation x world size.
+
+    `per_device_batch_size: auto` picks, per run, the most rows per micro-batch that divide each
+    device's share of the global batch and whose padded size (rows x `longest`, the run's longest
+    record in tokens) stays within `train.tokens_per_device_batch`. The global batch (Table 5's
+    64), the optimizer steps and the loss (TRL divides by the completion tokens of the whole
+    accumulated batch) are unchanged; only the accumulation split moves, and with it which rows the
+    length-grouped sampler puts side by side. Short records (SFT, CFT) then fill a GPU in a few
+    large micro-batches instead of many of two rows; the budget bounds the padded worst case as
+    rows x max_length did. A record longer than the budget trains alone."""
+    if cfg.per_device_batch_size == "auto":
+        if cfg.global_batch_size % world_size:
+            raise ParamsError("train.global_batch_size",
+                              f"({cfg.global_batch_size}) is not a multiple of the world size ({world_size})",
+                              "pick a global batch divisible by the number of devices")
+        if longest is None:
+            raise ValueError("per_device_batch_size auto needs the run's longest record (tokens)")
+        share = cfg.global_batch_size // world_size
+        fits = [d for d in range(1, share + 1) if share % d == 0 and d * longest <= cfg.tokens_per_device_batch]
+        per_device = max(fits, default=1)
+        return BatchPlan(cfg.global_batch_size, per_device, world_size, share // per_device,
+                         cfg.tokens_per_device_batch, longest)
     per_step = cfg.per_device_batch_size * world_size
     if cfg.global_batch_size % per_step:
         raise ParamsError(
@@ -112,11 +137,12 @@ class CountingCollator:
 
     def __init__(self, inner):
         self.inner = inner
-        self.tokens = self.non_pad = self.loss_tokens = 0
+        self.tokens = self.non_pad = self.loss_tokens = self.largest = 0
 
     def __call__(self, features):
         batch = self.inner(features)
         self.tokens += batch["input_ids"].numel()
+        self.largest = max(self.largest, batch["input_ids"].numel())  # padded; bounded by the plan
         mask = batch.get("attention_mask")
         self.non_pad += int(mask.sum()) if mask is not None else batch["input_ids"].numel()
         self.loss_tokens += int((batch["labels"] != -100).sum())
@@ -254,7 +280,7 @@ def train(params: Params, method: str, seed: int, data_path: str, model_out: str
         raise RuntimeError(f"{method}: no training records left ({build_report}, {fit_report}); "
                            "see data/04_refine and the stage-04 report")
 
-    plan = batch_plan(cfg, world_size())
+    plan = batch_plan(cfg, world_size(), longest=fit_report["max_tokens"])
     cuda = torch.cuda.is_available()
     if not cuda:
         device.keep_freed_memory()
@@ -298,6 +324,7 @@ def train(params: Params, method: str, seed: int, data_path: str, model_out: str
         "epochs": cfg.epochs, "records": len(recs), "resumed_from": resume,
         "tokens": int(totals[0]), "non_pad_tokens": int(totals[1]), "loss_tokens": int(totals[2]),
         "padding_fraction": round(1 - totals[1] / totals[0], 4) if totals[0] else 0.0,
+        "largest_micro_batch_tokens": counter.largest,  # this rank's; padding included
         "wall_s": round(wall, 2), "non_pad_tokens_per_s": round(totals[1] / wall, 1),
         **clock.report(),
         "train_loss": round(result.training_loss, 5),

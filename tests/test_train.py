@@ -163,6 +163,34 @@ def test_batch_plan_derives_accumulation_and_names_the_key(tiny_model):
         train.batch_plan(cfg, 3)
 
 
+def test_auto_per_device_batch_fits_the_token_budget(tiny_model):
+    """`per_device_batch_size: auto`: the most rows dividing a device's share of the global batch
+    whose padded size stays within the budget; the global batch never moves."""
+    cfg = _cfg(tiny_model, global_batch_size=64, per_device_batch_size="auto", tokens_per_device_batch=16384).train
+    assert train.batch_plan(cfg, 8, longest=900) == train.BatchPlan(64, 8, 8, 1, 16384, 900)  # short SFT rows
+    assert train.batch_plan(cfg, 8, longest=3000) == train.BatchPlan(64, 4, 8, 2, 16384, 3000)
+    assert train.batch_plan(cfg, 8, longest=8192) == train.BatchPlan(64, 2, 8, 4, 16384, 8192)  # as 2 rows x 8192
+    assert train.batch_plan(cfg, 8, longest=20000).per_device == 1  # longer than the budget: alone
+    assert train.batch_plan(cfg, 1, longest=5000) == train.BatchPlan(64, 2, 1, 32, 16384, 5000)
+    with pytest.raises(P.ParamsError, match="train.global_batch_size"):
+        train.batch_plan(cfg, 3, longest=900)
+    with pytest.raises(P.ParamsError, match="train.tokens_per_device_batch"):
+        _cfg(tiny_model, per_device_batch_size="auto")
+
+
+def test_auto_batch_trains_the_same_steps_within_the_budget(tiny_model, tmp_path):
+    """The tiny run (global batch 4) with a budget that holds the whole share, then one that holds a
+    single longest record: the same optimizer steps, and no micro-batch past the budget."""
+    big, _ = _train_tiny(tiny_model, tmp_path, "big", per_device_batch_size="auto", tokens_per_device_batch=10**6)
+    longest = big["length"]["max_tokens"]
+    assert big["batch"] == {"global_batch": 4, "per_device": 4, "world_size": 1, "accumulation": 1,
+                            "token_budget": 10**6, "longest_record": longest}
+    one, _ = _train_tiny(tiny_model, tmp_path, "one", per_device_batch_size="auto", tokens_per_device_batch=longest)
+    assert (one["batch"]["per_device"], one["batch"]["accumulation"]) == (1, 4)
+    assert big["steps"] == one["steps"] == 4 and big["non_pad_tokens"] == one["non_pad_tokens"]
+    assert one["largest_micro_batch_tokens"] <= longest < big["largest_micro_batch_tokens"] <= 4 * longest
+
+
 def test_launch_command_uses_the_repo_deepspeed_config(tiny_model):
     cfg = _cfg(tiny_model, deepspeed="configs/accelerate/zero3.yaml")
     cmd = train.launch_command(cfg, "cgd", 1, "d.jsonl", "models/cgd/seed1", "live", "ckpt",
@@ -180,8 +208,8 @@ def test_launch_command_uses_the_repo_deepspeed_config(tiny_model):
 
 
 def _train_tiny(tiny_model, tmp_path, name, method="cgd", **overrides):
-    cfg = _cfg(tiny_model, lr=1e-3, per_device_batch_size=2, global_batch_size=4, epochs=2,
-               **overrides)
+    cfg = _cfg(tiny_model, **{"lr": 1e-3, "per_device_batch_size": 2, "global_batch_size": 4, "epochs": 2,
+                              **overrides})
     data = tmp_path / "cgd_data.jsonl"
     write_jsonl(data, ROWS)
     out = tmp_path / name
@@ -195,7 +223,8 @@ def test_training_writes_bf16_model_metrics_and_curves_deterministically(tiny_mo
 
     metrics, out = _train_tiny(tiny_model, tmp_path, "a")
     assert metrics["steps"] == 4 and metrics["records"] == 6  # 6 rows / batch 4 -> 2 steps x 2 epochs
-    assert metrics["batch"] == {"global_batch": 4, "per_device": 2, "world_size": 1, "accumulation": 2}
+    assert metrics["batch"] == {"global_batch": 4, "per_device": 2, "world_size": 1, "accumulation": 2,
+                                "token_budget": None, "longest_record": None}
     assert metrics["non_pad_tokens"] <= metrics["tokens"] and metrics["loss_tokens"] < metrics["non_pad_tokens"]
     assert metrics["data"]["excluded"] == {"not in mixture": 1, "status refine:truncated": 1}
     assert metrics["first_step_s"] > 0 and metrics["steady_non_pad_tokens_per_s"] > 0
