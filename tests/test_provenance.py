@@ -29,12 +29,14 @@ def test_dirty_means_tracked_changes_other_than_what_the_pipeline_writes(tmp_pat
         subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
 
     git("init", "-q")
-    for name in ("params.yaml", "dvc.lock"):
+    (tmp_path / "figures").mkdir()
+    for name in ("params.yaml", "dvc.lock", "figures/table1.md"):
         (tmp_path / name).write_text("a\n")
     git("add", ".")
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x")
     assert provenance.git_state(tmp_path)["dirty"] is False
     (tmp_path / "dvc.lock").write_text("b\n")  # `dvc repro` rewrites the lock as it goes
+    (tmp_path / "figures" / "table1.md").write_text("b\n")  # and the figures stage its tables
     (tmp_path / "new.txt").write_text("untracked\n")
     assert provenance.git_state(tmp_path)["dirty"] is False
     (tmp_path / "params.yaml").write_text("b\n")
