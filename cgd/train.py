@@ -49,7 +49,8 @@ def batch_plan(cfg: TrainConfig, world_size: int, longest: int | None = None) ->
     length-grouped sampler puts side by side. Short records (SFT, CFT) then fill a GPU in a few
     large micro-batches instead of many of two rows; the budget bounds the padded worst case as
     rows x max_length did. A record longer than the budget trains alone."""
-    if cfg.per_device_batch_size == "auto":
+    per_device, auto = cfg.per_device_batch_size, cfg.per_device_batch_size == "auto"
+    if auto:
         if cfg.global_batch_size % world_size:
             raise ParamsError("train.global_batch_size",
                               f"({cfg.global_batch_size}) is not a multiple of the world size ({world_size})",
@@ -57,19 +58,17 @@ def batch_plan(cfg: TrainConfig, world_size: int, longest: int | None = None) ->
         if longest is None:
             raise ValueError("per_device_batch_size auto needs the run's longest record (tokens)")
         share = cfg.global_batch_size // world_size
-        fits = [d for d in range(1, share + 1) if share % d == 0 and d * longest <= cfg.tokens_per_device_batch]
-        per_device = max(fits, default=1)
-        return BatchPlan(cfg.global_batch_size, per_device, world_size, share // per_device,
-                         cfg.tokens_per_device_batch, longest)
-    per_step = cfg.per_device_batch_size * world_size
+        per_device = max((d for d in range(1, share + 1)
+                          if share % d == 0 and d * longest <= cfg.tokens_per_device_batch), default=1)
+    per_step = per_device * world_size
     if cfg.global_batch_size % per_step:
         raise ParamsError(
             "train.global_batch_size",
             f"({cfg.global_batch_size}) is not a multiple of per_device_batch_size x world size "
-            f"({cfg.per_device_batch_size} x {world_size})",
+            f"({per_device} x {world_size})",
             "pick a global batch divisible by both, or change per_device_batch_size")
-    return BatchPlan(cfg.global_batch_size, cfg.per_device_batch_size, world_size,
-                     cfg.global_batch_size // per_step)
+    return BatchPlan(cfg.global_batch_size, per_device, world_size, cfg.global_batch_size // per_step,
+                     cfg.tokens_per_device_batch if auto else None, longest if auto else None)
 
 
 CFT_DATA = "data/04_cft/cft_data.jsonl"  # stage cft_data: WebInstruct-CFT rows for CFT*
