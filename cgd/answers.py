@@ -5,16 +5,12 @@ from __future__ import annotations
 import re
 
 _BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
-_GSM8K = re.compile(r"####\s*(.+?)\s*$", re.S)
+# "#### 752" ends GSM8K solutions; MetaMathQA's GSM-derived rows add a line "The answer is: 752" after it.
+_GSM8K = re.compile(r"####[ \t]*([^\n]+?)[ \t]*(?:\n|$)")
 _ANSWER_IS = re.compile(r"[Tt]he (?:final )?answer is:?\s*\$?([^\s:$].*?)\$?\s*\.?\s*$", re.S)
 
 
-def last_boxed(text: str) -> str | None:
-    """Content of the last \\boxed{...} (or \\fbox{...}), with nested braces balanced."""
-    matches = list(_BOX.finditer(text or ""))
-    if not matches:
-        return None
-    start = matches[-1].end()
+def _box_content(text: str, start: int) -> str | None:
     depth = 1
     for i in range(start, len(text)):
         if text[i] == "{":
@@ -26,9 +22,28 @@ def last_boxed(text: str) -> str | None:
     return None  # unbalanced: treat as no answer rather than guess
 
 
+def last_boxed(text: str) -> str | None:
+    """Content of the last \\boxed{...} (or \\fbox{...}), with nested braces balanced."""
+    matches = list(_BOX.finditer(text or ""))
+    return _box_content(text, matches[-1].end()) if matches else None
+
+
+def all_boxed(text: str) -> list[str]:
+    """Contents of every outermost \\boxed{...}, in order (a box inside a box is its content)."""
+    out, end = [], 0
+    for m in _BOX.finditer(text or ""):
+        if m.start() < end:
+            continue
+        content = _box_content(text, m.end())
+        if content is not None:
+            out.append(content)
+            end = m.end() + len(content)
+    return out
+
+
 def gsm8k_answer(solution: str) -> str | None:
-    """GSM8K puts the final number after '####'; drop thousands separators."""
-    m = _GSM8K.search(solution or "")
+    """GSM8K puts the final number after '####' (the last such line); drop thousands separators."""
+    m = ([None] + list(_GSM8K.finditer(solution or "")))[-1]
     return m.group(1).replace(",", "").strip() or None if m else None
 
 

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import random
 import re
-import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from cgd import answers, assets, benchmarks
+from cgd import answers, assets, benchmarks, hub
 from cgd.decontam import NgramIndex
 from cgd.io import read_jsonl
 from cgd.params import DataConfig
@@ -92,8 +91,9 @@ SOURCES: dict[str, Source] = {
 def load_pool(cfg: DataConfig) -> Iterator[dict]:
     """Raw rows of the configured pool, in file order.
 
-    Hub pools go through `datasets.load_dataset(id, split=...)`; `data.hub_id` may also name a
-    local folder with the hub's file layout, which is how the tests exercise this path offline.
+    Hub pools go through `datasets.load_dataset(id, split=..., revision=data.revision)`; `data.hub_id`
+    may also name a local folder with the hub's file layout, which is how the tests exercise this
+    path offline.
     """
     source = SOURCES[cfg.source]
     if source.hub_id is None:
@@ -101,22 +101,7 @@ def load_pool(cfg: DataConfig) -> Iterator[dict]:
             raise ValueError(f"data.hub_id must be null for the embedded source '{cfg.source}'")
         yield from read_jsonl(assets.math_data_file(f"{cfg.source}/{cfg.split}.jsonl"))
         return
-    yield from load_hub(cfg.hub_id or source.hub_id, None, cfg.split)
-
-
-def load_hub(hub_id: str, config: str | None, split: str) -> Iterator[dict]:
-    """Rows of a hub dataset (`datasets.load_dataset`), or of a local folder in the hub's layout.
-
-    A local folder is converted into a throwaway cache: datasets keys its cache of a folder by the
-    dataset's name, so an edited or different folder of the same name would be served the rows
-    cached before (seen with datasets 5.2, online and offline)."""
-    import datasets
-
-    if Path(hub_id).is_dir():
-        with tempfile.TemporaryDirectory(prefix="cgd-datasets-") as cache:
-            yield from datasets.load_dataset(hub_id, config, split=split, cache_dir=cache)
-        return
-    yield from datasets.load_dataset(hub_id, config, split=split)
+    yield from hub.rows(cfg.hub_id or source.hub_id, None, cfg.split, cfg.revision)
 
 
 def normalize(row: dict, index: int, source_name: str, cfg: DataConfig) -> Example | str:
@@ -154,10 +139,11 @@ def holdout_keys(rows: Iterable[dict]) -> dict[str, str]:
     return {dedup_key(r["question"]): r["id"] for r in rows}
 
 
-def build_index(benchmark_names: Iterable[str], n: int, hub_mirror: str | None = None) -> NgramIndex:
+def build_index(benchmark_names: Iterable[str], n: int, hub_mirror: str | None = None,
+                hub_revisions: dict[str, str] | None = None) -> NgramIndex:
     index = NgramIndex(n)
     for name in benchmark_names:
-        for problem in benchmarks.load(name, hub_mirror):
+        for problem in benchmarks.load(name, hub_mirror, (hub_revisions or {}).get(name)):
             index.add(problem.problem, name)
     return index
 
@@ -226,10 +212,42 @@ def sample(pool: list[Example], n: int | None, seed: int, report: SampleReport) 
 # ---------------------------------------------------------------- CFT* critiques (WebInstruct-CFT)
 
 WEBINSTRUCT_CFT = "TIGER-Lab/WebInstruct-CFT"
-# WebInstruct-CFT rows (instruction, input, output): the critique request with the question and the
-# solution to critique under "Question:" and "Solution:" headers (in `instruction`, or in `input`),
-# and GPT-4o's critique, which ends with its verdict ("Conclusion: right/wrong [END]").
-_CFT_SECTIONS = re.compile(r"Question:\s*(?P<question>.+?)\s*(?:\n\s*)Solution:\s*(?P<solution>.+)\Z", re.S)
+# WebInstruct-CFT rows (instruction, input, output). In the real rows `instruction` is only the request
+# ("Please critique whether the following solution to the question is correct.") and `input` holds
+# "Question:\n...\n\nSolution:\n..."; the authors' loader treats the "Question:" header as optional,
+# so a row may give the question bare before "Solution:". GPT-4o's critique in `output` may open with
+# a "Critique:" header and ends with its verdict and an end marker: "Conclusion: right [END]",
+# "Conclusion: wrong [END]", "Critique Conclusion: correct\n\n[END]".
+_CFT_REQUEST = re.compile(r"\A\s*Please critique\b[^\n]*(?:\n|\Z)", re.IGNORECASE)
+_CFT_SOLUTION = re.compile(r"(?:\A|\n)[ \t]*Solution:[ \t]*")
+_CFT_QUESTION = re.compile(r"\A\s*Question:[ \t]*")
+_CFT_HEADER = re.compile(r"\A\s*Critique:[ \t]*\n?", re.IGNORECASE)
+_CFT_END = re.compile(r"\s*\[END\]\s*\Z")
+
+
+def parse_cft_row(row: dict) -> tuple[str, str, str] | str:
+    """(question, solution, critique) of a WebInstruct-CFT row, or the reason it cannot be used.
+
+    The question and solution are read from `instruction` and `input` together, the request line
+    and the optional "Question:" header removed; the critique loses its "Critique:" header and its
+    "[END]" marker (what CFT* trains on is the critique itself, verdict line included)."""
+    text = "\n\n".join(p.strip() for p in (row.get("instruction"), row.get("input"))
+                       if isinstance(p, str) and p.strip())
+    text = _CFT_REQUEST.sub("", text, count=1)
+    split = _CFT_SOLUTION.search(text)
+    if split is None:
+        return "no_solution_section"
+    question = _CFT_QUESTION.sub("", text[:split.start()], count=1).strip()
+    solution = text[split.end():].strip()
+    critique = row.get("output")
+    critique = _CFT_END.sub("", _CFT_HEADER.sub("", critique, count=1)).strip() if isinstance(critique, str) else ""
+    if not question:
+        return "empty_question"
+    if not solution:
+        return "empty_solution"
+    if not critique:
+        return "empty_critique"
+    return question, solution, critique
 
 
 @dataclass
@@ -242,9 +260,9 @@ class CftReport(SampleReport):
         return {**super().to_dict(), "conclusions": dict(sorted(self.conclusions.items()))}
 
 
-def load_cft_critiques(hub_id: str | None, subset: str, split: str) -> Iterator[dict]:
+def load_cft_critiques(hub_id: str | None, subset: str, split: str, revision: str | None = None) -> Iterator[dict]:
     """WebInstruct-CFT's rows of one subset (a dataset config such as WebInstruct-CFT-50K)."""
-    yield from load_hub(hub_id or WEBINSTRUCT_CFT, subset, split)
+    yield from hub.rows(hub_id or WEBINSTRUCT_CFT, subset, split, revision)
 
 
 def cft_rows(rows: Iterable[dict], index: NgramIndex, n: int | None, seed: int,
@@ -259,16 +277,12 @@ def cft_rows(rows: Iterable[dict], index: NgramIndex, n: int | None, seed: int,
     clean = []
     for i, row in enumerate(rows):
         report.read += 1
-        text = "\n\n".join(p.strip() for p in (row.get("instruction"), row.get("input")) if isinstance(p, str) and p.strip())
-        match = _CFT_SECTIONS.search(text)
-        critique = row.get("output")
-        reason = ("no_question_or_solution" if match is None
-                  else "empty_critique" if not isinstance(critique, str) or not critique.strip() else None)
-        if reason:
+        parsed = parse_cft_row(row)
+        if isinstance(parsed, str):
             report.malformed += 1
-            report.malformed_by_reason[reason] += 1
+            report.malformed_by_reason[parsed] += 1
             continue
-        question = match["question"].strip()
+        question, solution, critique = parsed
         key = dedup_key(question)
         if key in seen:
             report.duplicate += 1
@@ -279,11 +293,10 @@ def cft_rows(rows: Iterable[dict], index: NgramIndex, n: int | None, seed: int,
             report.contaminated += 1
             report.contaminated_by_benchmark[hit[0]] += 1
             continue
-        critique = critique.strip().removesuffix("[END]").rstrip()
         verdict = labels.conclusion(critique)
         clean.append({"id": f"webinstruct-cft-{i}", "question": question, "reference_solution": None,
                       "reference_answer": None, "source": "webinstruct_cft",
-                      "student_answer": match["solution"].strip(), "critique": critique, "conclusion": verdict,
+                      "student_answer": solution, "critique": critique, "conclusion": verdict,
                       "critic": "gpt-4o (WebInstruct-CFT)", "status": "ok", "in_mixture": True})
     report.clean = len(clean)
     if n is not None and n < len(clean):

@@ -32,7 +32,8 @@ def point_values(cfg: P.Params, training_file: str) -> dict:
     """What the point runs with: the diagnostic source in place of the training pool, every
     complete row kept (no correct/incorrect mixture), the training questions held out."""
     d = cfg.diagnostics
-    return {"data.source": d.source, "data.hub_id": d.hub_id, "data.split": d.split, "data.n_train": d.rows,
+    return {"data.source": d.source, "data.hub_id": d.hub_id, "data.split": d.split,
+            "data.revision": d.revision, "data.n_train": d.rows,
             "refine.incorrect_fraction": None, "refine.mixture_total": None, "holdout_file": training_file}
 
 
@@ -57,7 +58,7 @@ def build(params_file: str, out_dir: str | Path, metrics_file: str,
         refined = list(io.read_jsonl(point / "data" / "04_refine" / "cgd_data.jsonl"))
         chosen = sorted((r for r in refined if r.get("status") == "ok"), key=lambda r: r["id"])
         sample = io.read_json(point / STAGE_METRICS["01_sample_data"])
-        report = {"source": d.source, "hub_id": d.hub_id, "split": d.split, "trained_on": False,
+        report = {"source": d.source, "hub_id": d.hub_id, "split": d.split, "revision": d.revision, "trained_on": False,
                   "requested": d.rows, "sampled": len(refined), "held_out": sample.get("held_out"),
                   "status": dict(sorted(Counter(r.get("status") for r in refined).items())),
                   "rows": len(chosen), "wall_s": result.get("wall_s"),

@@ -61,6 +61,7 @@ class DataConfig:
     source: Literal["gsm8k", "math", "webinstruct", "metamathqa", "openmathinstruct2"]
     hub_id: str | None  # dataset id or a local folder with the hub layout; null = the source's own
     split: str
+    revision: str | None  # the hub dataset's commit (or tag) to read; null = its newest (unpinned)
     n_train: int | None = _range(ge=1, help="use a positive count, or null to keep every clean row")
     require_final_answer: bool  # drop rows whose reference has no extractable final answer
     min_question_chars: int = _range(ge=1)
@@ -75,6 +76,7 @@ class WebInstructCftConfig:
     hub_id: str | None  # null = TIGER-Lab/WebInstruct-CFT; or a local folder with the hub layout
     subset: str  # the dataset config: WebInstruct-CFT-4K, -50K (the paper's CFT*), -600K
     split: str
+    revision: str | None  # as data.revision
     n_rows: int | None = _range(ge=1, help="a row count, or null for every clean row (the paper: 50k)")
 
 
@@ -199,10 +201,14 @@ class EvalConfig:
     benchmarks: dict[str, int | None]
     # a local folder of <org>/<name> dataset folders in the hub layout; null = the hub itself
     hub_mirror: str | None
+    # hub benchmark -> the dataset commit (or tag) to read; a benchmark not listed reads the newest
+    hub_revisions: dict[str, str]
     generation: GenerationConfig  # the greedy pass (temperature 0 in the paper)
     pass_at_k: PassAtKConfig
     grading_timeout_s: int = _range(ge=1, help="math-verify's per-step limit in whole seconds")
     grading_workers: int = _range(ge=1)
+    # TheoremQA's released grader accepts a float within 4% of the gold (utils.py within_eps)
+    theoremqa_rel_tol: float = _range(ge=0.0, le=0.5, help="TheoremQA's own grader uses 0.04")
     bootstrap_resamples: int = _range(ge=100, help="1000 or more for stable 95% intervals")
     general: GeneralConfig
 
@@ -261,6 +267,7 @@ class DiagnosticsConfig:
     source: Literal["cgd_data", "gsm8k", "math", "webinstruct", "metamathqa", "openmathinstruct2"]
     hub_id: str | None  # as data.hub_id: null = the source's hub id, or a local folder in hub layout
     split: str
+    revision: str | None  # as data.revision
     rows: int = _range(ge=2, help="diagnostic rows for entropy and gradient norm (paper: 500); a "
                        "data source is sampled at this size, and rows whose generations fail are counted")
     # Table 9's rows; null = base and every method in train.methods
@@ -544,6 +551,22 @@ def validate(params: Params, raw: dict, dvc_yaml: str | Path = "dvc.yaml") -> No
     for key, path in (("eval.hub_mirror", e.hub_mirror), ("eval.general.include_path", e.general.include_path)):
         if path is not None and not Path(path).is_dir():
             raise ParamsError(key, f"points to '{path}', which is not a folder", "give a folder, or null")
+    hub_names = [n for n in known if benchmarks.REGISTRY[n].hub_id]
+    for name, rev in e.hub_revisions.items():
+        if name not in hub_names:
+            raise ParamsError(f"eval.hub_revisions.{name}", "is not a hub benchmark",
+                              f"pin one of {', '.join(hub_names)} (embedded sets have no revision)")
+    for key, rev in [("data.revision", params.data.revision), ("webinstruct_cft.revision", params.webinstruct_cft.revision),
+                     ("diagnostics.revision", params.diagnostics.revision),
+                     *((f"eval.hub_revisions.{n}", r) for n, r in e.hub_revisions.items())]:
+        if rev is not None and (not isinstance(rev, str) or not rev.strip() or rev != rev.strip()):
+            raise ParamsError(key, f"is {rev!r}", "give the dataset's commit hash (or a tag) as a string, or null")
+    from cgd.data import SOURCES
+
+    for key, source, rev in (("data.revision", params.data.source, params.data.revision),
+                             ("diagnostics.revision", params.diagnostics.source, params.diagnostics.revision)):
+        if rev is not None and (source not in SOURCES or SOURCES[source].hub_id is None):
+            raise ParamsError(key, f"is set, but the source '{source}' is not read from the hub", "set it to null")
     for name, n in params.eval.benchmarks.items():
         if n is not None and n < 1:
             raise ParamsError(f"eval.benchmarks.{name}", f"is {n}, out of range: must be >= 1",

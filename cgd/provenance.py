@@ -89,9 +89,12 @@ def hardware() -> dict:
 
 
 def collect(models: dict[str, str] | None = None) -> dict:
-    """The provenance block: git, Python, package versions, hardware, and each named model's hash."""
+    """The provenance block: git, Python, package versions, hardware, each named model's hash, and
+    every hub dataset this process read (id, config, split, revision asked for, source, fingerprint)."""
+    from cgd import hub
+
     return {"git": git_state(), "python": platform.python_version(), "platform": sys.platform,
-            "packages": packages(), "hardware": hardware(),
+            "packages": packages(), "hardware": hardware(), "datasets": hub.reads(),
             "models": {role: {"path": path, "digest": model_digest(path)}
                        for role, path in (models or {}).items()}}
 

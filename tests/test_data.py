@@ -47,9 +47,10 @@ def test_metamathqa_hub_loader_on_fixture(raw_params, metamathqa_hub, index):
     cfg = _cfg(raw_params, source="metamathqa", hub_id=str(metamathqa_hub), require_final_answer=True)
     report = data.SampleReport("metamathqa")
     pool, _ = data.clean_pool(data.load_pool(cfg), cfg, index, report)
-    assert report.read == 5 and report.duplicate == 1
+    assert report.read == 7 and report.duplicate == 1
     assert report.malformed_by_reason == {"no_final_answer": 1}
-    assert [e.reference_answer for e in pool] == ["36", "11", "12"]
+    # GSM-derived rows end "#### 36\nThe answer is: 36": the answer is the number, not the two lines
+    assert [e.reference_answer for e in pool] == ["36", "11", "12", "\\sqrt{5}", "752"]
     assert pool[0].id == "metamathqa-0" and pool[0].source == "metamathqa"
 
 
@@ -110,6 +111,10 @@ def test_fixture_rows_follow_the_real_hub_schema():
     assert all(set(r) == {"orig_question", "orig_answer", "question", "answer", "source", "index"} for r in web)
     meta = json.loads((REPO / "tests/fixtures/metamathqa_rows.json").read_text())
     assert all(set(r) == {"type", "query", "original_question", "response"} for r in meta)
+    cft = json.loads((REPO / "tests/fixtures/webinstruct_cft_rows.json").read_text())
+    assert all(set(r) == {"instruction", "input", "output"} for r in cft)
+    # the real rows: the request alone in `instruction`, the question and solution in `input`
+    assert {r["instruction"] for r in cft} == {"Please critique whether the following solution to the question is correct."}
     omi = json.loads((REPO / "tests/fixtures/openmathinstruct2_rows.json").read_text())
     assert all(set(r) == {"problem", "generated_solution", "expected_answer", "problem_source"} for r in omi)
 
@@ -170,22 +175,52 @@ def test_webinstruct_cft_rows_become_cft_star_records(webinstruct_cft_hub, index
     rows = data.cft_rows(data.load_cft_critiques(str(webinstruct_cft_hub), "WebInstruct-CFT-50K", "train"),
                          index, None, 0, report)
     assert report.read == 7 and report.duplicate == 1 and report.contaminated_by_benchmark == {"gsm8k": 1}
-    assert report.malformed_by_reason == {"no_question_or_solution": 1, "empty_critique": 1}
+    assert report.malformed_by_reason == {"no_solution_section": 1, "empty_critique": 1}
     assert report.clean == report.kept == 3 and report.conclusions == {"right": 2, "wrong": 1}
     by_id = {r["id"]: r for r in rows}
     assert set(by_id) == {"webinstruct-cft-0", "webinstruct-cft-1", "webinstruct-cft-2"}
-    moles = by_id["webinstruct-cft-2"]  # question and solution in `input`, not `instruction`
+    moles = by_id["webinstruct-cft-2"]  # no "Question:" header: the text before "Solution:" is the question
     assert moles["question"] == "How many moles of oxygen gas are in 64 grams of O2?"
     assert moles["student_answer"] == "The molar mass of O2 is 32 g/mol, so 64 / 32 = 2 mol."
+    assert moles["critique"].endswith("Critique Conclusion: correct") and moles["conclusion"] == "right"
+    for r in rows:  # what CFT* learns: the critique without its header and end marker
+        assert not r["critique"].startswith("Critique:") and "[END]" not in r["critique"]
+        assert "Please critique" not in r["question"] and not r["question"].startswith("Question:")
     recs, build = records.build(rows, "cft_gpt4o", records.templates())
     assert build["records"] == 3
     for rec, row in zip(recs, rows):
-        assert rec["completion"][0]["content"] == row["critique"] and not row["critique"].endswith("[END]")
+        assert rec["completion"][0]["content"] == row["critique"]
         assert row["question"] in rec["prompt"][-1]["content"] and row["student_answer"] in rec["prompt"][-1]["content"]
     assert recs[1]["completion"][0]["content"].endswith("Conclusion: wrong")
     picked = data.cft_rows(data.load_cft_critiques(str(webinstruct_cft_hub), "WebInstruct-CFT-50K", "train"),
                            index, 2, 0, data.CftReport("webinstruct_cft"))
     assert len(picked) == 2 and {r["id"] for r in picked} <= set(by_id)
+
+
+@pytest.mark.parametrize("row,expected", [
+    ({"instruction": "Please critique whether the following solution to the question is correct.",
+      "input": "Question:\nWhat is 2 + 2?\n\nSolution:\n2 + 2 = 4.", "output": "Critique:\nFine.\n\nConclusion: right [END]"},
+     ("What is 2 + 2?", "2 + 2 = 4.", "Fine.\n\nConclusion: right")),
+    ({"instruction": "Please critique whether the following solution to the question is correct.\n\nQuestion:\n"
+                     "What is 2 + 2?\n\nSolution:\n5", "input": "", "output": "Off by one.\nConclusion: wrong [END]"},
+     ("What is 2 + 2?", "5", "Off by one.\nConclusion: wrong")),
+    ({"instruction": "Please critique whether the following solution to the question is correct.",
+      "input": "What is 2 + 2?\n\nSolution:\n4", "output": "Right.\n\nCritique Conclusion: correct\n\n[END]"},
+     ("What is 2 + 2?", "4", "Right.\n\nCritique Conclusion: correct")),
+    ({"instruction": "Please critique whether the following solution to the question is correct.",
+      "input": "Question:\nWhat is 2 + 2?", "output": "Conclusion: wrong [END]"}, "no_solution_section"),
+    ({"instruction": "Please critique whether the following solution to the question is correct.",
+      "input": "Question:\n\nSolution:\n4", "output": "x"}, "empty_question"),
+    ({"instruction": "Please critique whether the following solution to the question is correct.",
+      "input": "Question:\nWhat is 2 + 2?\n\nSolution:\n4", "output": "[END]"}, "empty_critique"),
+])
+def test_webinstruct_cft_row_variants(row, expected):
+    """Every layout the real WebInstruct-CFT rows use parses; the verdict reads from each ending."""
+    from cgd import labels
+
+    assert data.parse_cft_row(row) == expected
+    if isinstance(expected, tuple):
+        assert labels.conclusion(expected[2]) == ("wrong" if "wrong" in expected[2] else "right")
 
 
 def test_the_cft_data_stage_reads_webinstruct_cft_only_for_cft_star(raw_params, webinstruct_cft_hub, tmp_path,

@@ -125,6 +125,20 @@ def test_unknown_benchmark(raw_params):
     assert "unknown benchmark 'aime2099'" in str(_error(raw_params))
 
 
+def test_hub_revisions_are_validated(raw_params):
+    raw_params["eval"]["hub_revisions"] = {"gsm8k": "abc123"}
+    err = _error(raw_params)
+    assert err.key == "eval.hub_revisions.gsm8k" and "not a hub benchmark" in str(err)
+    raw_params["eval"]["hub_revisions"] = {"mmlu_pro": " 3373e0b "}
+    assert _error(raw_params).key == "eval.hub_revisions.mmlu_pro"
+    raw_params["eval"]["hub_revisions"] = {"mmlu_pro": "3373e0b32277875b8db2aa555a333b78a08477ea"}
+    raw_params["data"]["revision"] = "abc123"  # the demo's pool is embedded
+    assert _error(raw_params).key == "data.revision"
+    raw_params["data"]["revision"] = None
+    raw_params["eval"]["theoremqa_rel_tol"] = 0.9
+    assert _error(raw_params).key == "eval.theoremqa_rel_tol"
+
+
 def test_eval_sample_size_range(raw_params):
     raw_params["eval"]["benchmarks"]["gsm8k"] = 0
     assert _error(raw_params).key == "eval.benchmarks.gsm8k"
