@@ -45,14 +45,14 @@ def main() -> None:
     for r in rows:
         gold = answers.last_boxed(r["solution"])
         wrong = rng.random() < args.perturbed
-        items.append((gold, "math", perturb(r["solution"], gold, rng) if wrong else r["solution"], 0))
+        items.append((grading.Key(gold, "math"), perturb(r["solution"], gold, rng) if wrong else r["solution"]))
         expected.append(not wrong)
 
     start = time.perf_counter()
-    serial = grading.grade_many(items[:args.serial_n], args.timeout, workers=1, progress=False)
+    serial = grading.grade_many(items[:args.serial_n], grading.Rules(args.timeout), workers=1, progress=False)
     t_serial = time.perf_counter() - start
     start = time.perf_counter()
-    pooled = grading.grade_many(items, args.timeout, workers=args.workers, progress=False)
+    pooled = grading.grade_many(items, grading.Rules(args.timeout), workers=args.workers, progress=False)
     t_pool = time.perf_counter() - start
 
     rate_serial, rate_pool = len(serial) / t_serial, len(pooled) / t_pool

@@ -53,15 +53,41 @@ def _cft_data(args) -> int:
         rows, report = [], {"off": "train.methods has no cft_gpt4o", "kept": 0}
     else:
         index = data.build_index(cfg.data.decontamination.benchmarks, cfg.data.decontamination.ngram,
-                                 cfg.eval.hub_mirror)
+                                 cfg.eval.hub_mirror, cfg.eval.hub_revisions)
         counts = data.CftReport(source=f"{w.hub_id or data.WEBINSTRUCT_CFT} {w.subset} {w.split}")
-        rows = data.cft_rows(data.load_cft_critiques(w.hub_id, w.subset, w.split), index, w.n_rows,
+        rows = data.cft_rows(data.load_cft_critiques(w.hub_id, w.subset, w.split, w.revision), index, w.n_rows,
                              cfg.seed, counts)
         report = counts.to_dict()
     io.write_jsonl(args.out, rows)
     io.write_json(args.metrics, provenance.stamp(report))
     print(json.dumps(report, indent=2))
     return 0
+
+
+def _check_grading(args) -> int:
+    """Each benchmark's round trip (cgd.gradecheck): gold stated -> correct, another answer -> wrong."""
+    from cgd import benchmarks, gradecheck
+    from cgd.grading import Rules
+
+    cfg = P.load(args.params)
+    rules = Rules(cfg.eval.grading_timeout_s, cfg.eval.theoremqa_rel_tol)
+    names = args.benchmarks.split(",") if args.benchmarks else list(cfg.eval.benchmarks)
+    out, worst = {}, 1.0
+    for name in names:
+        problems, left_out = benchmarks.load_counted(name, args.hub_mirror or cfg.eval.hub_mirror,
+                                                     cfg.eval.hub_revisions.get(name))
+        result = gradecheck.round_trip(problems, rules)
+        out[name] = {**result, "left_out": left_out}
+        worst = min(worst, result["share"] if result["share"] is not None else 1.0)
+        print(f"{name:14s} {result['as_expected']:5d}/{result['problems']:<5d} graded as they should "
+              f"({100 * (result['share'] or 0):.2f}%); left out {left_out or 0}")
+        for f in result["failures"][:args.show]:
+            print(f"    {f}")
+    if args.out:
+        from cgd import io
+
+        io.write_json(args.out, out)
+    return 0 if worst >= args.min_share else 1
 
 
 def _diagnostic_set(args) -> int:
@@ -145,6 +171,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="data/04_cft/cft_data.jsonl")
     p.add_argument("--metrics", default="metrics/04_cft_data.json")
     p.set_defaults(run=_cft_data)
+    p = sub.add_parser("check-grading", help="each benchmark's grader on its own gold answers (round trip)")
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--benchmarks", help="comma-separated names; default eval.benchmarks")
+    p.add_argument("--hub-mirror", help="a folder of hub datasets in the hub layout (default eval.hub_mirror)")
+    p.add_argument("--min-share", type=float, default=0.995, help="exit 1 below this share on any benchmark")
+    p.add_argument("--show", type=int, default=10, help="failures printed per benchmark")
+    p.add_argument("--out", help="write the full report (JSON)")
+    p.set_defaults(run=_check_grading)
     p = sub.add_parser("diagnostic-set", help="the rows stage 08 probes (diagnostics.source), through stages 01-04")
     p.add_argument("--params", default="params.yaml")
     p.add_argument("--out", default="data/08_diagnostic_set")

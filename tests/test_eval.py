@@ -144,6 +144,31 @@ def test_lm_eval_runs_a_local_custom_task(tiny_model):
         general.run(str(tiny_model), bad, cfg.student, seed=0, dtype="float32", device="cpu")
 
 
+def test_lm_eval_group_reports_its_aggregate_and_subtask_documents(tiny_model):
+    """A group (as leaderboard_musr, leaderboard_bbh): its metric comes from aggregate_metric_list
+    and lm-eval gives it no n-samples entry, so its documents are its subtasks' sum."""
+    cfg = P.load("params.yaml", {"student.model": str(tiny_model)})
+    gcfg = replace(cfg.eval.general, tasks={"cgd_local_group": "acc,none"},
+                   include_path="tests/fixtures/lm_eval_tasks", batch_size=4)
+    out = general.run(str(tiny_model), gcfg, cfg.student, seed=0, dtype="float32", device="cpu")
+    group = out["cgd_local_group"]
+    assert group["docs"] == 12 and group["subtasks"] == ["cgd_local_mc", "cgd_local_mc_b"]
+    assert 0 <= group["value"] <= 100 and group["stderr"] is not None
+
+
+def test_ifeval_without_its_tokenizer_fails_before_generating(tmp_path, monkeypatch):
+    """IFEval scores with NLTK's punkt_tab, which lm-eval would download at run time: offline and
+    absent, the stage stops at once naming what to fetch; present under NLTK_DATA, it goes ahead."""
+    import nltk
+
+    monkeypatch.setattr(nltk.data, "path", [str(tmp_path)])
+    with pytest.raises(RuntimeError, match="punkt_tab.*NLTK_DATA"):
+        general.check_resources({"leaderboard_ifeval": "prompt_level_strict_acc,none"})
+    general.check_resources({"truthfulqa_mc2": "acc,none"})  # needs nothing
+    (tmp_path / "tokenizers" / "punkt_tab" / "english").mkdir(parents=True)
+    general.check_resources({"leaderboard_ifeval": "prompt_level_strict_acc,none"})
+
+
 @pytest.mark.slow
 def test_eval_notebook_end_to_end(tiny_model, eval_hub_mirror, tmp_path):
     import papermill as pm

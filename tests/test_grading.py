@@ -59,9 +59,6 @@ EQUIVALENCES = [
     ("\\pi", "\\boxed{3.14159}", False),
     ("12", "The final answer is 12.", True),
     ("12", "\\boxed{13}", False),
-    # TheoremQA true/false
-    ("True", "The answer is True.", True),
-    ("False", "so it is \\boxed{\\text{True}}", False),
 ]
 
 
@@ -100,13 +97,96 @@ def test_choice_extraction(output, n_options, expected):
 
 
 def test_grade_choice_verdicts():
-    assert grading.grade("B", "choice", "\\boxed{B}", 4) == grading.Verdict(True, "B", "correct")
-    assert grading.grade("B", "choice", "\\boxed{C}", 4) == grading.Verdict(False, "C", "wrong")
-    assert grading.grade("B", "choice", "no idea", 4) == grading.Verdict(False, None, "no_answer")
+    key = grading.Key("B", "choice", 4)
+    assert grading.grade(key, "\\boxed{B}") == grading.Verdict(True, "B", "correct")
+    assert grading.grade(key, "\\boxed{C}") == grading.Verdict(False, "C", "wrong")
+    assert grading.grade(key, "no idea") == grading.Verdict(False, None, "no_answer")
+
+
+# TheoremQA by its released grader (TIGER-AI-Lab/TheoremQA utils.py, number_utils.py): (Answer_type,
+# gold as the hub writes it, output, expected).
+THEOREMQA = [
+    ("float", "-1.047", "\\boxed{-1.04784}", True),  # the same quantity to more digits
+    ("float", "-1.047", "\\boxed{-1.047}", True),
+    ("float", "-1.047", "\\boxed{-1.0}", False),  # 4.5% away
+    ("float", "1898.27", "\\boxed{1898.27 \\text{ dollars}}", True),
+    ("float", "0.955", "\\boxed{\\frac{21}{22}}", True),
+    ("float", "0.25", "\\boxed{25\\%}", True),
+    ("float", "3.464", "\\boxed{2\\sqrt{3}}", True),
+    ("float", "0.0", "\\boxed{0.001}", False),  # 4% of 0 is 0
+    ("float", "2.5e-05", "\\boxed{2.5 \\times 10^{-5}}", True),
+    ("integer", "11760", "\\boxed{11760}", True),
+    ("integer", "11760", "\\boxed{11,760}", True),
+    ("integer", "8", "\\boxed{8.2}", True),  # rounds to the gold, as TheoremQA's grader
+    ("integer", "8", "\\boxed{9}", False),
+    ("bool", "True", "\\boxed{\\text{True}}", True),
+    ("bool", "True", "The answer is yes.", True),
+    ("bool", "False", "so it is \\boxed{\\text{True}}", False),
+    ("bool", "False", "It is false.", True),
+    ("option", "(c)", "\\boxed{(c)}", True),
+    ("option", "(c)", "\\boxed{C}", True),
+    ("option", "(c)", "\\boxed{\\text{(c)}}", True),
+    ("option", "(c)", "\\boxed{(b)}", False),
+    ("list of integer", "[2, 3]", "\\boxed{2, 3}", True),  # two numbers, not the interval (2, 3)
+    ("list of integer", "[2, 3]", "\\boxed{[3, 2]}", True),  # compared sorted, as its grader does
+    ("list of integer", "[2, 3]", "\\boxed{(2, 3)}", True),
+    ("list of integer", "[2, 3]", "\\boxed{2, 4}", False),
+    ("list of integer", "[2, 3]", "\\boxed{2, 3, 4}", False),
+    ("list of float", "[0.5, 1.25]", "\\boxed{[0.501, 1.26]}", True),
+    ("list of float", "[0.5, 1.25]", "\\boxed{[0.5, 1.5]}", False),
+]
+
+
+@pytest.mark.parametrize("kind,gold,output,expected", THEOREMQA)
+def test_theoremqa_by_its_own_grader(kind, gold, output, expected):
+    verdict = grading.grade(grading.Key(gold, "theoremqa", kind=kind), output)
+    assert verdict.correct is expected, verdict
+
+
+def test_theoremqa_tolerance_is_the_param():
+    key = grading.Key("100.0", "theoremqa", kind="float")
+    assert grading.grade(key, "\\boxed{103.9}").correct
+    assert not grading.grade(key, "\\boxed{104.1}").correct
+    assert not grading.grade(key, "\\boxed{101}", grading.Rules(theoremqa_rel_tol=0.005)).correct
+    assert grading.grade(key, "\\boxed{100.4}", grading.Rules(theoremqa_rel_tol=0.005)).correct
+
+
+# OlympiadBench by its own judge (OpenBMB/OlympiadBench eval/auto_scoring_judge.py): (key fields,
+# output, expected). Golds as benchmarks.olympiad_gold normalizes them.
+OLYMPIAD = [
+    (dict(gold="69, 84", multiple=True), "\\boxed{69, 84}", True),
+    (dict(gold="69, 84", multiple=True), "first \\boxed{84}, then \\boxed{69}", True),  # a set
+    (dict(gold="69, 84", multiple=True), "\\boxed{69}", False),
+    (dict(gold="62.5%"), "\\boxed{62.5\\%}", True),
+    (dict(gold="62.5%"), "\\boxed{62.5}", True),
+    (dict(gold="17.5%"), "\\boxed{0.175}", True),  # its judge also reads the gold / 100
+    (dict(gold="62.5%"), "\\boxed{60}", False),
+    (dict(gold="60", unit="km/h"), "\\boxed{60 \\text{ km/h}}", True),
+    (dict(gold="60", unit="km/h"), "\\boxed{60 km/h}", True),
+    (dict(gold="70^{\\circ}", unit="^{\\circ}"), "\\boxed{70}", True),
+    (dict(gold="(1,8,19), (2,7,13), (4,5,7)", kind="Tuple", multiple=True),
+     "\\boxed{(2,7,13), (4,5,7), (1,8,19)}", True),
+    (dict(gold="(1,8,19), (2,7,13), (4,5,7)", kind="Tuple", multiple=True), "\\boxed{(8,1,19), (2,7,13), (4,5,7)}", False),
+    (dict(gold="[2,3]", kind="Interval"), "\\boxed{[2, 3]}", True),
+    (dict(gold="[2,3]", kind="Interval"), "\\boxed{(2, 3)}", False),
+    (dict(gold="1.41", tolerance=(0.01,)), "\\boxed{1.414}", True),
+    (dict(gold="1.41", tolerance=(0.01,)), "\\boxed{1.43}", False),
+    (dict(gold="1.41"), "\\boxed{1.414}", False),  # default tolerance 1e-8
+    (dict(gold="M=2^{N-2}+1", kind="Expression"), "\\boxed{M = 2^{N-2} + 1}", True),
+    (dict(gold="\\frac{1}{2 n+2}", kind="Expression"), "\\boxed{\\frac{1}{2(n+1)}}", True),
+    (dict(gold="\\frac{1}{2 n+2}", kind="Expression"), "\\boxed{\\frac{1}{2n}}", False),
+    (dict(gold="-2, 2", multiple=True), "\\boxed{\\pm 2}", True),
+]
+
+
+@pytest.mark.parametrize("fields,output,expected", OLYMPIAD)
+def test_olympiadbench_by_its_own_judge(fields, output, expected):
+    verdict = grading.grade(grading.Key(answer_type="olympiadbench", **fields), output)
+    assert verdict.correct is expected, verdict
 
 
 def test_grade_many_in_parallel_matches_serial():
-    items = [(g, "math", o, 0) for g, o, _ in EQUIVALENCES] * 3
+    items = [(grading.Key(g, "math"), o) for g, o, _ in EQUIVALENCES] * 3
     serial = grading.grade_many(items, workers=1, progress=False)
     parallel = grading.grade_many(items, workers=2, progress=False)
     assert serial == parallel
