@@ -210,7 +210,8 @@ def test_eval_notebook_end_to_end(tiny_model, eval_hub_mirror, tmp_path):
         "notebooks/07_figures.ipynb", str(tmp_path / "07.ipynb"), kernel_name="cgd", progress_bar=False,
         cwd="notebooks", parameters={"overrides": overrides, "eval_dir": str(evals),
                                      "train_dir": str(tmp_path / "no-training"), "out_dir": str(tmp_path / "fig"),
-                                     "diagnostics_file": str(tmp_path / "no-diagnostics.json")})
+                                     "diagnostics_file": str(tmp_path / "no-diagnostics.json"),
+                                     "comparisons_file": str(tmp_path / "comparisons.json")})
     import pandas as pd
 
     table = pd.read_csv(tmp_path / "fig" / "table1.csv")

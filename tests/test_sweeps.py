@@ -450,7 +450,8 @@ def test_papermill_sweep_command_resumes_after_an_interrupted_point(tmp_path, ti
                         progress_bar=False,
                         parameters={"params_file": str(params), "eval_dir": str(tmp_path / "none"),
                                     "train_dir": str(tmp_path / "none"), "out_dir": str(tmp_path / "figures"),
-                                    "ablations_dir": str(tmp_path / "none"), "sweep_dirs": [str(out)]})
+                                    "ablations_dir": str(tmp_path / "none"), "sweep_dirs": [str(out)],
+                                    "comparisons_file": str(tmp_path / "comparisons.json")})
     assert (tmp_path / "figures/fig7_lr.png").exists()
 
 
