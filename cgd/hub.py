@@ -31,6 +31,9 @@ def rows(hub_id: str, config: str | None, split: str, revision: str | None = Non
     import datasets
 
     local = Path(mirror) / hub_id if mirror else Path(hub_id)
+    if mirror and not local.is_dir():
+        raise FileNotFoundError(f"the hub mirror {mirror} has no folder {hub_id} (eval.hub_mirror): copy the "
+                                f"dataset repository there in the hub's layout, or set eval.hub_mirror to null")
     record = {"hub_id": hub_id, "config": config, "split": split, "revision": revision,
               "from": str(local) if local.is_dir() else "hub"}
     if local.is_dir():

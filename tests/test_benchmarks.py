@@ -104,6 +104,11 @@ def test_multiple_choice_options_are_lettered(eval_hub_mirror):
     assert "N/A" not in mmlu[1].problem and "(E)" not in mmlu[1].problem
 
 
+def test_a_mirror_without_the_dataset_says_so(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no folder TIGER-Lab/TheoremQA"):
+        benchmarks.load_counted("theoremqa", str(tmp_path))
+
+
 def test_a_hub_benchmark_reads_the_pinned_revision(monkeypatch):
     """eval.hub_revisions reaches datasets.load_dataset, and the read is recorded for provenance."""
     import datasets
