@@ -310,9 +310,10 @@ def olympiad_normalize(text: str, unit: str = "") -> str:
         t = t.replace(a, b)
     t = re.sub(r"\\(?:mathrm|mathbf|text)\{~?([^}]*)\}", r"\1", t)
     if unit:
-        for u in {unit, olympiad_normalize(unit) if unit != olympiad_normalize(unit) else unit}:
-            if u.strip() and t.rstrip().endswith(u.strip()):
-                t = t.rstrip()[: -len(u.strip())]
+        # the unit as the row writes it ("^{\\circ}") and as normalized (""), whichever the answer ends in
+        for u in {unit.strip(), olympiad_normalize(unit)} - {""}:
+            if t.rstrip().endswith(u):
+                t = t.rstrip()[: -len(u)]
     return t.strip(_OLYMPIAD_STRIP)
 
 
