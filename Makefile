@@ -26,7 +26,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup repro test validate profile lock clean-venv
+.PHONY: setup repro test validate profile rehearse lock clean-venv
 
 setup: $(STAMP)
 
@@ -37,6 +37,7 @@ $(STAMP): pyproject.toml requirements/embedded.txt requirements/lock-cpu.txt req
 	$(BIN)/python -m pip install --quiet $(LOCK) -e ".[$(EXTRAS)]" $(VLLM_DEPS)
 	$(BIN)/python -m pip install --quiet $(LOCK) --no-deps -r requirements/embedded.txt $(VLLM_NODEPS)
 	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (cgd)" >/dev/null
+	$(BIN)/python -m cgd.kernel install >/dev/null
 	rm -f $(VENV)/.setup-* && touch $@
 
 validate: setup
@@ -51,6 +52,11 @@ test: setup
 # Overlay a paper profile (configs/profiles/NAME.yaml) onto params.yaml, e.g. make profile NAME=llama8b-webinstruct
 profile: setup
 	$(BIN)/python -m cgd profile configs/profiles/$(NAME).yaml
+
+# Run a paper profile end to end here first (scratch copy under rehearsals/NAME; stand-in models,
+# fixture data, small sizes), e.g. make rehearse NAME=llama8b-webinstruct
+rehearse: setup
+	$(BIN)/python -m cgd rehearse configs/profiles/$(NAME).yaml
 
 # Re-resolve the transitive pins after changing pyproject.toml.
 lock: setup

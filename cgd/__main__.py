@@ -90,6 +90,17 @@ def _check_grading(args) -> int:
     return 0 if worst >= args.min_share else 1
 
 
+def _rehearse(args) -> int:
+    """A paper profile end to end on this machine: sizes shrunk, what it cannot have swapped."""
+    from cgd import rehearsal
+
+    report = rehearsal.run(args.profile, args.scratch)
+    print(f"rehearsal of {report['profile']}: {'ok' if report['ok'] else 'FAILED'} in "
+          f"{report['total_seconds']:.0f} s (dvc repro exit {report['repro_rc']}); "
+          f"not done: {', '.join(report['missing']) or 'none'}; report {report['scratch']}/rehearsal.json")
+    return 0 if report["ok"] else 1
+
+
 def _diagnostic_set(args) -> int:
     from cgd import diagnostic_set
 
@@ -179,6 +190,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--show", type=int, default=10, help="failures printed per benchmark")
     p.add_argument("--out", help="write the full report (JSON)")
     p.set_defaults(run=_check_grading)
+    p = sub.add_parser("rehearse", help="run a paper profile end to end here: stand-in models, fixture data, small sizes")
+    p.add_argument("profile", help="configs/profiles/NAME.yaml")
+    p.add_argument("--scratch", help="the scratch copy of the repository (default rehearsals/NAME)")
+    p.set_defaults(run=_rehearse)
     p = sub.add_parser("diagnostic-set", help="the rows stage 08 probes (diagnostics.source), through stages 01-04")
     p.add_argument("--params", default="params.yaml")
     p.add_argument("--out", default="data/08_diagnostic_set")

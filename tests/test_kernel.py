@@ -1,0 +1,78 @@
+"""Warm kernels (cgd/kernel.py): a notebook run through papermill on a kernel forked from the server
+sees its own working directory and environment, and the same kernelspec without a server is a
+plain ipykernel."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import papermill as pm
+import pytest
+
+CELL = ("import os, sys, json\n"
+        "print(json.dumps({'cwd': os.getcwd(), 'foo': os.environ.get('CGD_TEST_FOO'), 'ppid': os.getppid(),\n"
+        "                  'json_preloaded': 'json' in sys.modules, 'path0': sys.path[0]}))")
+
+
+@pytest.fixture
+def kernelspec(tmp_path, monkeypatch):
+    """A `cgdwarm` kernelspec that runs the launcher, found through JUPYTER_PATH."""
+    spec = tmp_path / "jupyter" / "kernels" / "cgdwarm"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "cgd.kernel", "launch", "-f", "{connection_file}"],
+        "display_name": "cgd warm test", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(CELL)]
+    nbformat.write(nb, tmp_path / "in.ipynb")
+    return tmp_path
+
+
+def _run(tmp_path: Path, workdir: Path) -> dict:
+    out = tmp_path / "out.ipynb"
+    pm.execute_notebook(str(tmp_path / "in.ipynb"), str(out), kernel_name="cgdwarm", cwd=str(workdir),
+                        progress_bar=False)
+    text = "".join(o.get("text", "") for o in nbformat.read(out, 4).cells[0].outputs)
+    return json.loads(text.strip().splitlines()[-1])
+
+
+def test_without_a_server_the_launcher_is_a_plain_kernel(kernelspec, monkeypatch):
+    monkeypatch.delenv("CGD_KERNEL_SOCKET", raising=False)
+    monkeypatch.setenv("CGD_TEST_FOO", "plain")
+    work = kernelspec / "work"
+    work.mkdir()
+    seen = _run(kernelspec, work)
+    assert seen["cwd"] == str(work) and seen["foo"] == "plain"
+    assert seen["ppid"] == os.getpid()  # the launcher exec'd ipykernel: a child of the process papermill runs in
+
+
+def test_a_forked_kernel_has_the_launcher_s_cwd_and_environment(kernelspec, monkeypatch):
+    sock = Path("/tmp") / f"cgd-test-{os.getpid()}.sock"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    server = subprocess.Popen([sys.executable, "-c",
+                               f"from cgd import kernel; kernel.serve({str(sock)!r}, modules=('json',))"],
+                              env=env, start_new_session=True)
+    try:
+        for _ in range(200):
+            if sock.exists():
+                break
+            time.sleep(0.1)
+        monkeypatch.setenv("CGD_KERNEL_SOCKET", str(sock))
+        for value in ("one", "two"):  # two kernels from one server, each with its own environment
+            monkeypatch.setenv("CGD_TEST_FOO", value)
+            work = kernelspec / f"work-{value}"
+            work.mkdir()
+            seen = _run(kernelspec, work)
+            assert (seen["cwd"], seen["foo"], seen["path0"]) == (str(work), value, str(work))
+            assert seen["ppid"] == server.pid  # a fork of the server, not a kernel the launcher started
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=10)
+        sock.unlink(missing_ok=True)
