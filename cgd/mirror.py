@@ -102,6 +102,20 @@ def write_pool(root: str | Path, repo: str, extra: int = 0) -> Path:
     return folder
 
 
+QUESTION_FIELD = {"TIGER-Lab/WebInstructSub": "question", "meta-math/MetaMathQA": "query",
+                  "nvidia/OpenMathInstruct-2": "problem"}
+
+
+def questions(extra: dict[str, int] | None = None) -> list[str]:
+    """The question text of every training-pool and probe-set row write_all writes."""
+    out = []
+    for repo, field in QUESTION_FIELD.items():
+        rows = json.loads((FIXTURES / POOLS[repo][1]).read_text())
+        rows += extra_rows(repo, (extra or {}).get(repo, 0)) if (extra or {}).get(repo) else []
+        out += [r[field] for r in rows]
+    return out
+
+
 def write_benchmarks(root: str | Path) -> Path:
     """The hub evaluation sets (eval_hub_rows.json) under root, as eval.hub_mirror reads them."""
     root = Path(root)

@@ -50,7 +50,7 @@ SIZES = {
     "train.tokens_per_device_batch": lambda v: v if v is None else 1024,
     "eval.benchmarks": lambda v: {name: 2 for name in v},  # every benchmark kept, 2 problems each
     "eval.generation.max_new_tokens": 96, "eval.generation.batch_size": 4,
-    "eval.general.limit": 2, "eval.general.batch_size": 4,
+    "eval.general.limit": 1, "eval.general.batch_size": 4,
     "eval.bootstrap_resamples": 200,
     "ablations.mixture.total": 2,  # two rows at every share: round(2 x share) incorrect
     "diagnostics.rows": 4, "diagnostics.attention_rows": 2, "diagnostics.attention_max_new_tokens": 16,
@@ -338,10 +338,10 @@ def run(profile: str | Path, scratch: str | Path | None = None, standin_cache: s
     real = json.loads(json.dumps(raw))  # the profile's own sizes, for the run's shape
 
     # Stand-ins for every hub model, cached by hub id and this module's and standins.py's source.
-    questions = [r["question"] for r in json.loads((mirror.FIXTURES / "webinstructsub_rows.json").read_text())]
+    questions = mirror.questions(EXTRA_ROWS)  # the stand-ins see the questions they will be asked
     models = {}
     built = []
-    key = _source_digest()
+    key = _source_digest(questions)
     for hub_id in hub_models(raw):
         folder = cache / key / hub_id
         if not (folder / "standin.json").exists():
@@ -386,11 +386,11 @@ def run(profile: str | Path, scratch: str | Path | None = None, standin_cache: s
     return report
 
 
-def _source_digest() -> str:
+def _source_digest(questions: list[str]) -> str:
     import hashlib
 
-    h = hashlib.sha256()
-    for f in ("standins.py", "prompts.py"):
+    h = hashlib.sha256("\n".join(questions).encode())
+    for f in ("standins.py", "prompts.py", "chat.py"):
         h.update((REPO / "cgd" / f).read_bytes())
     return h.hexdigest()[:12]
 

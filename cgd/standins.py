@@ -21,6 +21,7 @@ OLMo-2-1124-Instruct's from their tokenizer_config.json.
 from __future__ import annotations
 
 import json
+import math
 import random
 from dataclasses import dataclass, field
 from importlib import resources
@@ -150,19 +151,31 @@ def _critique(rng: random.Random, family: Family, verdict: str) -> str:
     return _think(rng, family, f"{body}\n\nConclusion: {verdict}")
 
 
-def scripted_corpus(questions: list[str], family: Family, seed: int, n: int = 160) -> list[list[dict]]:
+def _garbled(rng: random.Random, text: str) -> str:
+    """What a sampled stand-in writes: the answer's words shuffled and cut short."""
+    words = text.split()
+    rng.shuffle(words)
+    return " ".join(words[:rng.randint(1, len(words))])
+
+
+def scripted_corpus(questions: list[str], family: Family, seed: int, n: int = 320) -> list[list[dict]]:
     """Chats in the forms the pipeline parses: a student's boxed answer (rollout, evaluation), a
-    critique ending in "Conclusion: right|wrong" (stage 03), its one-word follow-up, a refined boxed
-    answer (stage 04), and short answers to lm-eval's "Q: ... A:" prompts."""
+    critique ending in "Conclusion: right|wrong" (stage 03), its one-word follow-up and a refined boxed
+    answer (stage 04). Half the answers critiqued are garbled, as a sampled stand-in's are, so the
+    teacher writes a well-formed critique whatever it is shown."""
     rng = random.Random(seed)
     chats = []
     for i in range(n):
         q = questions[i % len(questions)]
-        student, verdict = _answer(rng, family)
+        clean, verdict = _answer(rng, family)
+        student = clean
+        if rng.random() < 0.5:
+            student = _garbled(rng, clean)
+            verdict = "right" if OPENINGS["right"].split()[0] in student.split() else "wrong"
         critique = _critique(rng, family, verdict)
         kind = i % 5
         if kind in (0, 1):
-            chats.append([*prompts.student_messages(q), {"role": "assistant", "content": student}])
+            chats.append([*prompts.student_messages(q), {"role": "assistant", "content": clean}])
         elif kind == 2:
             user = prompts.CRITIQUE.format(question=q, student_answer=student)
             chats.append([{"role": "user", "content": user}, {"role": "assistant", "content": critique}])
@@ -224,7 +237,7 @@ def _config(family: Family, overrides: dict, tokenizer):
     return config, [ids[t] for t in family.stop]
 
 
-def build(hub_id: str, out_dir: str | Path, questions: list[str], seed: int = 0, steps: int = 200) -> dict:
+def build(hub_id: str, out_dir: str | Path, questions: list[str], seed: int = 0, steps: int = 300) -> dict:
     """Write the stand-in for `hub_id` to `out_dir` (tokenizer, config, weights, generation
     config); returns what was built."""
     import time
@@ -275,6 +288,9 @@ def _train(model, ids: list[tuple[list[int], list[int]]], steps: int, seed: int,
 
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    # linear warmup, then cosine to zero: the last steps sharpen what sampling draws from
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / 20) * 0.5 * (1 + math.cos(math.pi * s / steps)))
     losses = []
     model.train()
     for _ in range(steps):
@@ -292,6 +308,7 @@ def _train(model, ids: list[tuple[list[int], list[int]]], steps: int, seed: int,
         loss = model(input_ids=x, attention_mask=mask, labels=labels).loss
         loss.backward()
         opt.step()
+        sched.step()
         opt.zero_grad()
         losses.append(loss.item())
     model.eval()

@@ -257,3 +257,15 @@ def test_compare_methods_pairs_the_same_problems_per_seed_and_pooled(raw_params)
     assert cft["pooled"]["avg_group1"]["diff"] == 12.5  # (0 + 25) / 2: benchmarks weigh equally
     critique = out["cgd_minus_cgd_no_critique"]
     assert critique["seeds"] == [0] and critique["pooled"]["gsm8k"]["diff"] == 0.0
+
+
+def test_the_task_manager_indexes_only_the_folders_a_run_needs():
+    """lm-eval's full index (~10k task files) cost 18 s per evaluation on 2 cores; a run needs the
+    folders that define its tasks, then eval.general.include_path, whose tasks win."""
+    tm = general.task_manager(["truthfulqa_mc2", "leaderboard_musr"], None)
+    assert {"truthfulqa_mc2", "leaderboard_musr", "leaderboard_musr_team_allocation"} <= set(tm.task_index)
+    assert len(tm.task_index) < 500  # the two folders, not all of lm-eval
+    local = general.task_manager(["cgd_local_group"], "tests/fixtures/lm_eval_tasks")
+    assert "cgd_local_group" in local.task_index and "truthfulqa_mc2" not in local.task_index
+    # a name not found by its task:/group: line (a tag) gets the full index
+    assert len(general.task_manager(["truthfulqa"], None).task_index) > 1000
