@@ -36,6 +36,10 @@ $(STAMP): pyproject.toml requirements/embedded.txt requirements/lock-cpu.txt req
 	$(BIN)/python -m pip uninstall --quiet --yes $(VLLM_OTHER) 2>/dev/null || true
 	$(BIN)/python -m pip install --quiet $(LOCK) -e ".[$(EXTRAS)]" $(VLLM_DEPS)
 	$(BIN)/python -m pip install --quiet $(LOCK) --no-deps -r requirements/embedded.txt $(VLLM_NODEPS)
+	# jsonschema's optional IRI-format checker builds a Lark grammar when imported: ~3 s on 2 cores in
+	# every papermill process (papermill -> nbformat -> jsonschema). Nothing here checks IRI formats;
+	# without it jsonschema skips that one format (bench/startup.py measures the difference).
+	$(BIN)/python -m pip uninstall --quiet --yes rfc3987-syntax
 	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (cgd)" >/dev/null
 	$(BIN)/python -m cgd.kernel install >/dev/null
 	rm -f $(VENV)/.setup-* && touch $@

@@ -195,3 +195,17 @@ def test_local_lm_eval_tasks_keep_lm_eval_s_groups_and_read_local_rows(tmp_path)
     assert len(docs) == 3 * len(lmeval_local.ROWS["TAUR-Lab/MuSR"])
     with pytest.raises(KeyError, match="neither a task nor a group"):
         lmeval_local.leaves(["no_such_task"])
+
+
+def test_generated_pool_rows_keep_the_fixture_schema_and_are_distinct_across_pools(tmp_path):
+    from cgd import mirror
+
+    for repo in mirror.QUESTION_FIELD:
+        fixture = json.loads((mirror.FIXTURES / mirror.POOLS[repo][1]).read_text())
+        extra = mirror.extra_rows(repo, 5)
+        assert all(set(r) == set(fixture[0]) for r in extra), repo
+    qs = mirror.questions({r: 5 for r in mirror.QUESTION_FIELD})
+    generated = qs[-5:] + mirror.questions({"TIGER-Lab/WebInstructSub": 5})[11:16]
+    assert len(set(generated)) == 10  # the probe set's rows are not the training pool's
+    folder = mirror.write_pool(tmp_path, "meta-math/MetaMathQA", extra=3)
+    assert len(json.loads((folder / "MetaMathQA-395K.json").read_text())) == 7 + 3
