@@ -101,7 +101,9 @@ def _child(request: dict, fds: list[int]) -> None:
         sys.path[0] = request["cwd"]  # as `python -m ipykernel_launcher` run there
         for name in [m for m in sys.modules if m == "cgd" or m.startswith("cgd.")]:
             del sys.modules[name]  # the server's own import of this module: the kernel's project is its cwd's
-        sys.argv = ["ipykernel_launcher", *request["argv"]]
+        # ipykernel read JPY_PARENT_PID when the server imported it (unset then): 1 = no parent
+        # poller (this process's parent is the server; the watcher ends it if the launcher dies).
+        sys.argv = ["ipykernel_launcher", *request["argv"], "--IPKernelApp.parent_handle=1"]
         from ipykernel import kernelapp
 
         kernelapp.launch_new_instance()

@@ -383,8 +383,11 @@ def is_current(point: dict, cfg: P.Params) -> bool:
                 and v.get("refine.label_source") == a.mixture.label_source
                 and float(v.get("refine.incorrect_fraction", -1)) in a.mixture.incorrect_fractions)
     if point["ablation"] == "teacher":
-        return (v.get("method") == a.teacher.method
-                and a.teacher.teachers.get(v.get("teacher")) == point.get("overrides"))
+        # the teacher's own overrides, besides the general suites every point switches off (dvc.yaml)
+        spec = a.teacher.teachers.get(v.get("teacher"))
+        given = dict(point.get("overrides") or {})
+        given.pop("eval.general.tasks", None)
+        return v.get("method") == a.teacher.method and spec is not None and given == spec
     if point["ablation"] == "epochs":
         return v.get("method") in a.epochs.methods and v.get("train.epochs") == a.epochs.epochs
     return False

@@ -226,6 +226,20 @@ def test_only_points_of_the_current_grid_are_drawn(raw_params):
     assert not sweeps.is_current(_point("teacher", {"method": "cgd", "seed": 0, "teacher": "x"}, {}), cfg)
 
 
+def test_a_teacher_point_that_skipped_the_general_suites_is_still_current(raw_params):
+    """dvc.yaml's ablate_* points set eval.general.tasks={} besides the teacher's overrides; Table 8
+    must still find them (found by rehearsing llama8b-webinstruct: Table 8 read "not run")."""
+    spec = {"teacher.model": "simplescaling/s1.1-32B", "teacher.tensor_parallel_size": 4}
+    raw_params["ablations"]["teacher"]["teachers"] = {"s1.1-32b": spec}
+    cfg = P.from_dict(raw_params, REPO / "dvc.yaml")
+    values = {"method": "cgd", "seed": 0, "teacher": "s1.1-32b"}
+    assert sweeps.is_current(_point("teacher", values, {}, {**spec, "eval.general.tasks": {}}), cfg)
+    assert sweeps.is_current(_point("teacher", values, {}, dict(spec)), cfg)
+    other = {**spec, "teacher.model": "org/other"}
+    assert not sweeps.is_current(_point("teacher", values, {}, {**other, "eval.general.tasks": {}}), cfg)
+    assert not sweeps.is_current(_point("teacher", values, {}, {**spec, "train.lr": 1e-3}), cfg)
+
+
 def test_curve_frames_average_seeds_and_the_math_group():
     points = [_point("mixture", {"method": "cgd", "seed": s, "refine.incorrect_fraction": f},
                      {"06_eval": _ev({"gsm8k": (1, 10.0 * s + 100 * f), "math500": (1, 20.0), "gpqa": (2, 90.0)})})

@@ -420,3 +420,10 @@ def test_scoring_only_completion_tokens_keeps_each_steps_loss(tiny_model, tmp_pa
     assert getattr(trl_utils._use_triton, "cgd_compact_on_cpu", False)
     assert len(losses(full)) == 4 and losses(compact) == pytest.approx(losses(full), rel=1e-3)
     assert _same_weights(full, compact)
+
+
+def test_a_run_shorter_than_logging_steps_still_logs_its_first_step(tiny_model, tmp_path):
+    """Fig. 8 needs a loss curve: at logging_steps 10 a 4-step run (a small mixture point, a
+    rehearsal) logged no loss at all before logging_first_step (found by rehearsing llama8b-webinstruct)."""
+    _, out = _train_tiny(tiny_model, tmp_path, "short", logging_steps=10)
+    assert len(_losses(out)) == 1  # the first of its 4 optimizer steps
