@@ -289,7 +289,13 @@ class VLLMBackend(Backend):
         from vllm import LLM
 
         self.llm = LLM(**vllm_engine_args(model, seed, self.on_cpu))
-        self.tokenizer = chat.prepare(self.llm.get_tokenizer())
+        # Prompts are rendered with a tokenizer of our own (the same files): vLLM 0.32's is a pool of
+        # copies made when the engine started, so a template chat.prepare sets on it afterwards (the
+        # base model's plain layout, Mixtral's folded system turn) never reaches the copy that renders
+        # ("tokenizer.chat_template is not set"; found by rehearsing llama8b-base-webinstruct).
+        from transformers import AutoTokenizer
+
+        self.tokenizer = chat.prepare(AutoTokenizer.from_pretrained(model.model))
         self.max_model_len = model.max_model_len
         self.startup_seconds = time.perf_counter() - start
         log.info("vLLM engine for %s started in %.1f s", model.model, self.startup_seconds)

@@ -132,3 +132,31 @@ def test_lm_eval_s_vllm_model_runs_on_the_cpu_build(smollm2, cfg):
                    include_path="tests/fixtures/lm_eval_tasks", limit=2, batch_size=2)
     out = general.run(str(smollm2), gcfg, replace(cfg.student, kv_cache_gib=0.25), seed=0)
     assert out["cgd_local_mc"]["docs"] == 2 and 0 <= out["cgd_local_mc"]["value"] <= 100
+
+
+def test_a_base_model_and_a_system_less_template_render_through_vllm(smollm2, cfg, tmp_path):
+    """vLLM's tokenizer is a pool of copies made at engine start: the plain layout (base model) and
+    the folded system turn must still reach the prompt (found by rehearsing llama8b-base-webinstruct:
+    every rollout failed with "tokenizer.chat_template is not set")."""
+    import shutil
+    from dataclasses import replace
+
+    from cgd.standins import MIXTRAL_TEMPLATE
+
+    for name, template, expect in (("base", None, "plain"), ("folded", MIXTRAL_TEMPLATE, "folded")):
+        folder = tmp_path / name
+        shutil.copytree(smollm2, folder)
+        (folder / "chat_template.jinja").unlink(missing_ok=True)
+        config = json.loads((folder / "tokenizer_config.json").read_text())
+        config.pop("chat_template", None)
+        (folder / "tokenizer_config.json").write_text(json.dumps(config))
+        if template:
+            (folder / "chat_template.jinja").write_text(template)
+        backend = G.make_backend("rollout", "student", cfg.rollout, replace(cfg.student, model=str(folder), kv_cache_gib=0.25),
+                                 cfg.seed)
+        try:
+            assert backend.tokenizer.cgd_layout == expect
+            out = backend.generate(_gsm8k_requests(2), seed=0)
+            assert [c.finish_reason for c in out] != ["error", "error"] and all(c.error is None for c in out)
+        finally:
+            backend.close()
