@@ -246,10 +246,13 @@ def scratch_copy(scratch: Path) -> None:
             dst = scratch / f
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dst)
-    # dvc.lock and the committed figures are the user's run's: the rehearsal makes its own.
+    # dvc.lock, the committed figures and metrics are the user's run's: the rehearsal makes its own
+    # (placeholders such as metrics/ablations/.gitkeep stay, as in any clone).
     (scratch / "dvc.lock").unlink(missing_ok=True)
     for stale in ("figures", "metrics"):
-        shutil.rmtree(scratch / stale, ignore_errors=True)
+        for path in sorted((scratch / stale).rglob("*"), reverse=True):
+            if path.is_file() and path.name not in (".gitkeep", "README.md"):
+                path.unlink()
     subprocess.run(["dvc", "config", "--local", "core.no_scm", "true"], cwd=scratch, check=True,
                    capture_output=True)
 
