@@ -307,8 +307,11 @@ def _index_rows(index_md: str) -> list[dict]:
 
 def expected_items(raw: dict) -> set[str]:
     """The tables and figures a profile's params enable (INDEX.md must show each as done)."""
-    on = {"Table 1", "Table 5", "Table 9", "Table 10", "Table 11", "Fig. 2", "Fig. 4", "Fig. 8", "Fig. 9",
-          "Fig. 10", "Fig. 11", "Format drift"}
+    from cgd import tables
+
+    main = tables.main_table(raw["data"]["source"], raw["figures"]["paper_model"])  # table1, 3, 6 or 7
+    on = {f"Table {main.removeprefix('table')}", "Table 5", "Table 9", "Table 10", "Table 11", "Fig. 2",
+          "Fig. 4", "Fig. 8", "Fig. 9", "Fig. 10", "Fig. 11", "Format drift"}
     ab = raw["ablations"]
     if raw["eval"]["general"]["tasks"]:
         on.add("Table 2")

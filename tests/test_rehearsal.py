@@ -116,6 +116,8 @@ def test_index_rows_and_expected_items():
                                          {"paper": "Table 2", "files": "—", "status": "not run"}]
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     assert "Table 2" not in rehearsal.expected_items(raw) and "Fig. 7" in rehearsal.expected_items(raw)
+    raw["figures"]["paper_model"] = "LLaMA3.1-8B"  # the base model's profile: Table 3 instead of Table 1
+    assert {"Table 3"} <= rehearsal.expected_items(raw) and "Table 1" not in rehearsal.expected_items(raw)
 
 
 # ---------------------------------------------------------------- stand-ins
