@@ -74,7 +74,7 @@ def _stages(params: dict, tmp_path: Path) -> set[str]:
     return set(out)
 
 
-def test_every_stage_is_exercised_by_some_rehearsal_and_ci_rehearses_the_widest(tmp_path):
+def test_every_stage_is_exercised_by_some_rehearsal(tmp_path):
     """A new stage (or a matrix no profile fills) fails here: some rehearsal must run it."""
     declared = set(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
     by_profile = {}
@@ -83,9 +83,9 @@ def test_every_stage_is_exercised_by_some_rehearsal_and_ci_rehearses_the_widest(
         by_profile[profile] = _stages(rehearsed, tmp_path / profile)
     covered = {s.split("@")[0] for stages in by_profile.values() for s in stages}
     assert declared - covered == set()
-    # CI rehearses the profile with the most stages and every stage kind.
+    # The profile with the most stages and every stage kind is named; CI rehearses a real profile.
     widest = max(by_profile, key=lambda p: (len({s.split("@")[0] for s in by_profile[p]}), len(by_profile[p])))
-    assert rehearsal.CI_PROFILE == widest
+    assert rehearsal.WIDEST_PROFILE == widest and rehearsal.CI_PROFILE in by_profile
     assert {s.split("@")[0] for s in by_profile[widest]} == declared
     # The paper's grids: 73 stages for the main setting (18 trainings, 19 evaluations, 27 ablation points).
     main = by_profile["llama8b-webinstruct"]
