@@ -87,12 +87,10 @@ def _lm_eval_vllm_on_cpu_build() -> None:
 def _task_folders(names: list[str]) -> list[str] | None:
     """lm-eval's own task folders (top level under lm_eval/tasks) that define `names` as a task or
     group, found by reading the YAML text; None if a name is not found that way (a tag, say)."""
-    import re
-
     import lm_eval
 
     root = Path(lm_eval.__file__).parent / "tasks"
-    wanted = {n: re.compile(rf"^(?:task|group):\s*['\"]?{re.escape(n)}['\"]?\s*$", re.MULTILINE) for n in names}
+    wanted = {n: _defines(n) for n in names}
     found: dict[str, str] = {}
     for path in root.rglob("*.yaml"):
         text = path.read_text(errors="replace")
@@ -124,10 +122,15 @@ def task_manager(names: list[str], include_path: str | None):
     return TaskManager(include_path=include_path) if include_path else TaskManager()
 
 
-def _defined_in(name: str, folder: str) -> bool:
+def _defines(name: str):
+    """The YAML line that defines lm-eval task or group `name`."""
     import re
 
-    pattern = re.compile(rf"^(?:task|group):\s*['\"]?{re.escape(name)}['\"]?\s*$", re.MULTILINE)
+    return re.compile(rf"^(?:task|group):\s*['\"]?{re.escape(name)}['\"]?\s*$", re.MULTILINE)
+
+
+def _defined_in(name: str, folder: str) -> bool:
+    pattern = _defines(name)
     return any(pattern.search(p.read_text(errors="replace")) for p in Path(folder).rglob("*.yaml"))
 
 
