@@ -470,6 +470,9 @@ def test_stage_06_shuts_its_engine_down_before_lm_eval_starts_one(raw_params, ti
                 "n-samples": {"cgd_local_mc": {"effective": 6}}}
 
     monkeypatch.setattr(lm_eval, "simple_evaluate", simple_evaluate)
+    # lm-eval's vllm module is faked away with the engine: importing it against the fake `vllm`
+    # (the CPU-build shim does) would fail and leave a broken module for later tests.
+    monkeypatch.setattr(general, "_lm_eval_vllm_on_cpu_build", lambda: None)
     out = general.run(str(tiny_model), cfg.eval.general, model_cfg, cfg.seed)
     assert out["cgd_local_mc"]["value"] == 50.0
     assert [llm.kwargs["gpu_memory_utilization"] for llm in fake_vllm.instances] == [0.42, 0.42]
