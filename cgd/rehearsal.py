@@ -35,6 +35,8 @@ import yaml
 from cgd import params as P
 
 REPO = Path(__file__).resolve().parents[1]
+# This interpreter's own dvc (the venv's), so an un-activated `.venv/bin/python -m cgd rehearse` works.
+DVC = str(Path(sys.executable).with_name("dvc")) if Path(sys.executable).with_name("dvc").exists() else "dvc"
 # The profile that expands to every stage kind and the most stages (73): the rehearsal that covers
 # the most code paths. CI rehearses CI_PROFILE instead while that one does not fit CI's 45 minutes:
 # it took 47.8 min on the slowest machine kind, after `make test` (~27 min with setup); the base
@@ -257,7 +259,7 @@ def scratch_copy(scratch: Path) -> None:
         for path in sorted((scratch / stale).rglob("*"), reverse=True):
             if path.is_file() and path.name not in (".gitkeep", "README.md"):
                 path.unlink()
-    subprocess.run(["dvc", "config", "--local", "core.no_scm", "true"], cwd=scratch, check=True,
+    subprocess.run([DVC, "config", "--local", "core.no_scm", "true"], cwd=scratch, check=True,
                    capture_output=True)
 
 
@@ -266,7 +268,7 @@ def share_cache(scratch: Path, cache: Path) -> None:
     command, dependencies and params (the embedded model's conversion, first of all) is restored
     from DVC's run cache instead of run again."""
     cache.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["dvc", "config", "--local", "cache.dir", str(cache)], cwd=scratch, check=True,
+    subprocess.run([DVC, "config", "--local", "cache.dir", str(cache)], cwd=scratch, check=True,
                    capture_output=True)
 
 
@@ -293,7 +295,7 @@ def lm_eval_tasks(tasks: list[str], out: Path) -> list[str]:
 
 
 def _stage_names(scratch: Path, env: dict) -> list[str]:
-    out = subprocess.run(["dvc", "stage", "list", "--name-only"], cwd=scratch, env=env, check=True,
+    out = subprocess.run([DVC, "stage", "list", "--name-only"], cwd=scratch, env=env, check=True,
                          capture_output=True, text=True).stdout
     return [line.strip() for line in out.splitlines() if line.strip()]
 
@@ -463,7 +465,7 @@ _RUNNING = re.compile(r"Running stage '([^']+)'|Stage '([^']+)' is cached")
 def _repro(scratch: Path, env: dict) -> tuple[dict, int]:
     """`dvc repro` in the scratch copy, its output streamed; seconds per stage from the moment
     each stage starts to the next."""
-    proc = subprocess.Popen(["dvc", "repro"], cwd=scratch, env=env, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([DVC, "repro"], cwd=scratch, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, bufsize=1)
     timings: dict[str, float] = {}
     current, since = None, time.perf_counter()

@@ -68,8 +68,8 @@ def _stages(params: dict, tmp_path: Path) -> set[str]:
     work.mkdir(exist_ok=True)
     shutil.copy(REPO / "dvc.yaml", work / "dvc.yaml")
     (work / "params.yaml").write_text(yaml.safe_dump(params))
-    subprocess.run(["dvc", "init", "--no-scm", "-q", "-f"], cwd=work, check=True)
-    out = subprocess.run(["dvc", "stage", "list", "--name-only"], cwd=work, check=True, capture_output=True,
+    subprocess.run([rehearsal.DVC, "init", "--no-scm", "-q", "-f"], cwd=work, check=True)
+    out = subprocess.run([rehearsal.DVC, "stage", "list", "--name-only"], cwd=work, check=True, capture_output=True,
                          text=True).stdout.split()
     return set(out)
 
