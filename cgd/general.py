@@ -20,13 +20,14 @@ import os
 import time
 from pathlib import Path
 
+from cgd.device import dtype_name
 from cgd.params import GeneralConfig, ModelConfig
 
 
 def model_args(kind: str, path: str, model: ModelConfig, dtype: str, device: str | None) -> dict:
     """lm-eval model_args for a local folder or hub id, with the student's vLLM settings."""
     if kind == "vllm":
-        args = {"pretrained": path, "dtype": model.dtype, "tensor_parallel_size": model.tensor_parallel_size,
+        args = {"pretrained": path, "dtype": dtype_name(model.dtype), "tensor_parallel_size": model.tensor_parallel_size,
                 "max_model_len": model.max_model_len, "enforce_eager": model.enforce_eager,
                 "gpu_memory_utilization": model.gpu_memory_utilization}
         if model.kv_cache_gib is not None:

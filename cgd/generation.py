@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Literal
 
 from cgd import chat, labels
-from cgd.device import keep_freed_memory
+from cgd.device import dtype_name, keep_freed_memory
 from cgd.params import GenerationConfig, ModelConfig, ParamsError
 
 FinishReason = Literal["stop", "length", "error"]
@@ -206,7 +206,7 @@ def vllm_engine_args(model: ModelConfig, seed: int, on_cpu: bool = False) -> dic
         "model": model.model,
         "tensor_parallel_size": model.tensor_parallel_size,
         "max_model_len": model.max_model_len,
-        "dtype": model.dtype,
+        "dtype": dtype_name(model.dtype),
         "seed": seed,
         "enforce_eager": model.enforce_eager,
         "gpu_memory_utilization": model.gpu_memory_utilization,

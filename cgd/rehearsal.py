@@ -51,12 +51,14 @@ SIZES = {
     "data.n_train": 20,  # of the pool's fixture rows and EXTRA_ROWS more (sampling still samples)
     "webinstruct_cft.n_rows": lambda v: v if v is None else 4,
     "rollout.max_new_tokens": 96, "critique.max_new_tokens": 96, "refine.max_new_tokens": 96,
-    "rollout.batch_size": 4, "critique.batch_size": 4, "refine.batch_size": 4,  # several shards each
+    "rollout.batch_size": 8, "critique.batch_size": 8, "refine.batch_size": 8,  # 3 shards of 20 rows
     "train.global_batch_size": 4,
     "train.tokens_per_device_batch": lambda v: v if v is None else 1024,
     "eval.benchmarks": lambda v: {name: 2 for name in v},  # every benchmark kept, 2 problems each
-    "eval.generation.max_new_tokens": 96, "eval.generation.batch_size": 4,
-    "eval.general.limit": 1, "eval.general.batch_size": 4,
+    # 3 shards of the 148 greedy and pass@k items: each shard is one vLLM call, and 37 shards of 4
+    # took half of every evaluation's generation time
+    "eval.generation.max_new_tokens": 96, "eval.generation.batch_size": 64,
+    "eval.general.limit": 1,
     "eval.bootstrap_resamples": 200,
     "ablations.mixture.total": 2,  # two rows at every share: round(2 x share) incorrect
     "diagnostics.rows": 4, "diagnostics.attention_rows": 2, "diagnostics.attention_max_new_tokens": 16,
@@ -80,6 +82,9 @@ SWAP_KEYS = {
     "student.enforce_eager": "true: no CUDA graphs on the CPU", "teacher.enforce_eager": "as student",
     "student.kv_cache_gib": "0.25: vLLM on the CPU sizes its cache in GiB, not a share of GPU memory",
     "teacher.kv_cache_gib": "as student",
+    "student.dtype": "float32 only where this CPU has no bf16 instructions (AMX, AVX512-BF16): torch "
+                     "emulates bf16 there, 12x slower per matmul (kept where it has them)",
+    "teacher.dtype": "as student.dtype",
     "train.deepspeed": "null: trained in-process (DeepSpeed ZeRO-3 needs GPUs)",
     "eval.grading_workers": "2: this machine's cores",
 }
@@ -105,7 +110,7 @@ KEEP = {
     "eval.hub_revisions", "eval.generation.backend", "eval.generation.temperature", "eval.generation.top_p",
     "eval.pass_at_k.benchmarks", "eval.pass_at_k.n", "eval.pass_at_k.k", "eval.pass_at_k.temperature",
     "eval.pass_at_k.top_p", "eval.grading_timeout_s", "eval.theoremqa_rel_tol",
-    "eval.general.tasks", "eval.general.model", "eval.general.apply_chat_template",
+    "eval.general.tasks", "eval.general.model", "eval.general.apply_chat_template", "eval.general.batch_size",
     "figures.formats", "figures.dpi", "figures.paper_model",
     "ablations.lr.methods", "ablations.lr.values", "ablations.mixture.method",
     "ablations.mixture.incorrect_fractions", "ablations.mixture.label_source", "ablations.teacher.method",
@@ -115,7 +120,7 @@ KEEP = {
 }
 # Model settings kept for both roles (dtype, positions, sampling of special tokens, API settings).
 for _role in ("student", "teacher"):
-    KEEP |= {f"{_role}.{k}" for k in ("dtype", "max_model_len", "gpu_memory_utilization", "cpu_threads",
+    KEEP |= {f"{_role}.{k}" for k in ("max_model_len", "gpu_memory_utilization", "cpu_threads",
                                       "skip_special_tokens", "base_url", "api_key_env", "max_concurrency",
                                       "request_timeout_s", "max_retries")}
 
@@ -155,6 +160,8 @@ POOL_OF_SOURCE = {"webinstruct": "TIGER-Lab/WebInstructSub", "metamathqa": "meta
 def overlay(raw: dict, scratch: Path, models: dict[str, str]) -> tuple[dict, list[dict]]:
     """The rehearsal's overlay on the profiled params `raw`, and the swaps it makes (key, from,
     to, why). `models` maps each hub model id to its stand-in folder."""
+    from cgd.device import bf16_supported
+
     out: dict = {}
     swaps: list[dict] = []
 
@@ -178,6 +185,8 @@ def overlay(raw: dict, scratch: Path, models: dict[str, str]) -> tuple[dict, lis
             over["teacher.model"] = models[over["teacher.model"]]
         if "teacher.tensor_parallel_size" in over:
             over["teacher.tensor_parallel_size"] = 1
+        if "teacher.dtype" in over and not bf16_supported():
+            over["teacher.dtype"] = "float32"
         teachers[name] = over
     swap("ablations.teacher.teachers", teachers)
     hub = scratch / "hub"
@@ -192,6 +201,9 @@ def overlay(raw: dict, scratch: Path, models: dict[str, str]) -> tuple[dict, lis
         swap("eval.general.include_path", str(scratch / "hub" / "lm_eval_tasks"))
     for key, value in SWAP_VALUES.items():
         swap(key, value)
+    if not bf16_supported():
+        for role in ("student", "teacher"):
+            swap(f"{role}.dtype", "float32")
     return out, swaps
 
 

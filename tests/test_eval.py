@@ -131,6 +131,20 @@ def test_eval_params_are_validated(raw_params):
         P.from_dict(raw_params)
 
 
+def test_lm_eval_s_vllm_gets_the_resolved_dtype(monkeypatch):
+    """`auto` means bf16 where the hardware runs it, else fp32: lm-eval's vLLM must get that, not
+    vLLM's own `auto` (the checkpoint's bf16, emulated on a CPU without bf16 instructions)."""
+    from cgd import device
+
+    cfg = P.load("params.yaml", {})
+    assert cfg.student.dtype == "auto"
+    for has_bf16, name in ((False, "float32"), (True, "bfloat16")):
+        monkeypatch.setattr(device, "bf16_supported", lambda: has_bf16)
+        assert general.model_args("vllm", "m", cfg.student, "float32", None)["dtype"] == name
+    explicit = replace(cfg.student, dtype="bfloat16")
+    assert general.model_args("vllm", "m", explicit, "float32", None)["dtype"] == "bfloat16"
+
+
 def test_lm_eval_runs_a_local_custom_task(tiny_model):
     cfg = P.load("params.yaml", {"student.model": str(tiny_model)})
     gcfg = replace(cfg.eval.general, tasks={"cgd_local_mc": "acc,none", "cgd_local_gen": "exact_match,none"},

@@ -5,6 +5,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from cgd import device
 from cgd import generation as G
 from cgd import params as P
 
@@ -64,7 +65,7 @@ def test_reference_backend_critiques_against_gold_and_refines_with_reference():
         G.ReferenceBackend("rollout")
 
 
-def test_vllm_request_building_without_vllm(raw_params):
+def test_vllm_request_building_without_vllm(raw_params, monkeypatch):
     raw_params["teacher"].update(model="meta-llama/Llama-3.3-70B-Instruct", tensor_parallel_size=8,
                                  max_model_len=8192, dtype="bfloat16", enforce_eager=False,
                                  kv_cache_gib=None)
@@ -76,13 +77,17 @@ def test_vllm_request_building_without_vllm(raw_params):
         "gpu_memory_utilization": 0.9}
     assert G.vllm_sampling_args(cfg.critique, 7) == {
         "temperature": 0.6, "top_p": 0.9, "max_tokens": 2048, "seed": 7, "skip_special_tokens": True}
-    # The CPU demo: an explicit KV cache in bytes, and the engine in this process.
+    # The CPU demo: an explicit KV cache in bytes, and the engine in this process. Its dtype `auto`
+    # is resolved here, not left to vLLM (which would read the checkpoint's bf16 on any CPU).
     demo = P.from_dict(yaml_params())
+    monkeypatch.setattr(device, "bf16_supported", lambda: False)
     assert G.vllm_engine_args(demo.student, 1, on_cpu=True) == {
         "model": "models/smollm2-135m-instruct", "tensor_parallel_size": 1, "max_model_len": 4096,
-        "dtype": "auto", "seed": 1, "enforce_eager": True, "gpu_memory_utilization": 0.9,
+        "dtype": "float32", "seed": 1, "enforce_eager": True, "gpu_memory_utilization": 0.9,
         "kv_cache_memory_bytes": 2 * 2**30, "enable_chunked_prefill": False,
         "distributed_executor_backend": "uni"}
+    monkeypatch.setattr(device, "bf16_supported", lambda: True)
+    assert G.vllm_engine_args(demo.student, 1, on_cpu=True)["dtype"] == "bfloat16"
 
 
 def yaml_params():

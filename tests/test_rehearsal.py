@@ -62,6 +62,18 @@ def test_the_overlay_keeps_every_code_path_setting_of_the_profile(profile, tmp_p
     assert rehearsed["eval"]["pass_at_k"] == profiled["eval"]["pass_at_k"]
 
 
+@pytest.mark.parametrize("has_bf16", [False, True])
+def test_bf16_becomes_fp32_only_on_a_cpu_without_bf16_instructions(has_bf16, tmp_path, monkeypatch):
+    from cgd import device
+
+    monkeypatch.setattr(device, "bf16_supported", lambda: has_bf16)
+    profiled, rehearsed, swaps = _rehearsed("llama8b-webinstruct", tmp_path)
+    assert profiled["student"]["dtype"] == profiled["teacher"]["dtype"] == "bfloat16"
+    want = "bfloat16" if has_bf16 else "float32"
+    assert rehearsed["student"]["dtype"] == rehearsed["teacher"]["dtype"] == want
+    assert ({"student.dtype", "teacher.dtype"} <= {s["key"] for s in swaps}) is not has_bf16
+
+
 def _stages(params: dict, tmp_path: Path) -> set[str]:
     """dvc.yaml's stages as DVC expands them under `params` (matrix items included)."""
     work = tmp_path / "dvc"
