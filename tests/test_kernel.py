@@ -15,9 +15,10 @@ import nbformat
 import papermill as pm
 import pytest
 
-CELL = ("import os, sys, json\n"
+CELL = ("import gc, os, sys, json\n"
         "print(json.dumps({'cwd': os.getcwd(), 'foo': os.environ.get('CGD_TEST_FOO'), 'ppid': os.getppid(),\n"
-        "                  'json_preloaded': 'json' in sys.modules, 'path0': sys.path[0]}))")
+        "                  'json_preloaded': 'json' in sys.modules, 'path0': sys.path[0],\n"
+        "                  'frozen': gc.get_freeze_count()}))")
 
 
 @pytest.fixture
@@ -51,6 +52,7 @@ def test_without_a_server_the_launcher_is_a_plain_kernel(kernelspec, monkeypatch
     seen = _run(kernelspec, work)
     assert seen["cwd"] == str(work) and seen["foo"] == "plain"
     assert seen["ppid"] == os.getpid()  # the launcher exec'd ipykernel: a child of the process papermill runs in
+    assert seen["frozen"] == 0
 
 
 def test_a_forked_kernel_has_the_launcher_s_cwd_and_environment(kernelspec, monkeypatch):
@@ -72,6 +74,7 @@ def test_a_forked_kernel_has_the_launcher_s_cwd_and_environment(kernelspec, monk
             seen = _run(kernelspec, work)
             assert (seen["cwd"], seen["foo"], seen["path0"]) == (str(work), value, str(work))
             assert seen["ppid"] == server.pid  # a fork of the server, not a kernel the launcher started
+            assert seen["frozen"] > 0  # the preloaded heap is left out of the kernel's collections
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=10)
