@@ -55,9 +55,10 @@ SIZES = {
     "train.global_batch_size": 4,
     "train.tokens_per_device_batch": lambda v: v if v is None else 1024,
     "eval.benchmarks": lambda v: {name: 2 for name in v},  # every benchmark kept, 2 problems each
-    # 3 shards of the 148 greedy and pass@k items: each shard is one vLLM call, and 37 shards of 4
-    # took half of every evaluation's generation time
-    "eval.generation.max_new_tokens": 96, "eval.generation.batch_size": 64,
+    # 2 shards of the 148 greedy and pass@k items (still resumed shard by shard): each shard is one
+    # vLLM call that decodes up to max_new_tokens steps, and 37 shards of 4 were half of every
+    # evaluation's generation time
+    "eval.generation.max_new_tokens": 96, "eval.generation.batch_size": 80,
     "eval.general.limit": 1,
     "eval.bootstrap_resamples": 200,
     "ablations.mixture.total": 2,  # two rows at every share: round(2 x share) incorrect
