@@ -355,6 +355,8 @@ def run(profile: str | Path, scratch: str | Path | None = None, standin_cache: s
     scratch = Path(scratch or REPO / "rehearsals" / name).resolve()
     cache = Path(standin_cache or os.environ.get("CGD_STANDIN_CACHE", REPO / ".cache" / "standins")).resolve()
     t0 = time.perf_counter()
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)  # a CI log shows each line as it comes
     scratch_copy(scratch)
     share_cache(scratch, cache.parent / "dvc")
     params_path = scratch / "params.yaml"
@@ -370,6 +372,7 @@ def run(profile: str | Path, scratch: str | Path | None = None, standin_cache: s
     for hub_id in hub_models(raw):
         folder = cache / key / hub_id
         if not (folder / "standin.json").exists():
+            print(f"building the stand-in for {hub_id} (cached in {folder.parent.parent})", flush=True)
             tmp = folder.with_name(folder.name + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
             standins.build(hub_id, tmp, questions)
