@@ -39,8 +39,9 @@ REPO = Path(__file__).resolve().parents[1]
 DVC = str(Path(sys.executable).with_name("dvc")) if Path(sys.executable).with_name("dvc").exists() else "dvc"
 # The profile that expands to every stage kind and the most stages (73): the rehearsal that covers
 # the most code paths. CI rehearses CI_PROFILE instead while that one does not fit CI's 45 minutes:
-# it took 47.8 min on the slowest machine kind, after `make test` (~27 min with setup); the base
-# model's profile (plain layout, Table 3, diagnostics from OpenMathInstruct-2) took 4.2 min.
+# it took 28.4 min on the slowest machine kind with its stand-ins cached (~32 min building them),
+# after `make test` (~22 min with setup); the base model's profile (plain layout, Table 3,
+# diagnostics from OpenMathInstruct-2) takes ~3 min plus ~2 min building its two stand-ins.
 WIDEST_PROFILE = "llama8b-webinstruct"
 CI_PROFILE = "llama8b-base-webinstruct"
 
