@@ -38,10 +38,11 @@ REPO = Path(__file__).resolve().parents[1]
 # This interpreter's own dvc (the venv's), so an un-activated `.venv/bin/python -m cgd rehearse` works.
 DVC = str(Path(sys.executable).with_name("dvc")) if Path(sys.executable).with_name("dvc").exists() else "dvc"
 # The profile that expands to every stage kind and the most stages (73): the rehearsal that covers
-# the most code paths. CI rehearses CI_PROFILE instead while that one does not fit CI's 45 minutes:
-# it took 28.4 min on the slowest machine kind with its stand-ins cached (~32 min building them),
-# after `make test` (~22 min with setup); the base model's profile (plain layout, Table 3,
-# diagnostics from OpenMathInstruct-2) takes ~3 min plus ~2 min building its two stand-ins.
+# the most code paths. CI rehearses CI_PROFILE instead while that one does not fit CI's 45 minutes
+# on every machine kind: from a fresh clone it took 18.2 min on the AMD kind with AVX512-BF16 but
+# ~32 min on the one without AVX512 (28.4 min with its stand-ins cached), after `make test` (~22 min
+# with setup there); the base model's profile (plain layout, Table 3, diagnostics from
+# OpenMathInstruct-2) took 1.9 min from a fresh clone on the first kind, ~5 min on the second.
 WIDEST_PROFILE = "llama8b-webinstruct"
 CI_PROFILE = "llama8b-base-webinstruct"
 
