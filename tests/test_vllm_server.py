@@ -176,3 +176,52 @@ def test_the_real_server_answers_token_id_prompts_with_seeds_and_prompt_logprobs
         assert first["token_ids"] == second["token_ids"] and len(first["token_ids"]) == 4
         assert first["prompt_logprobs"][0] is None and "504" in first["prompt_logprobs"][1]
     assert _gone([pid], within=30)
+
+
+@pytest.mark.slow
+def test_the_server_backend_generates_scores_and_stops(smollm2, tmp_path):
+    """backend vllm_server end to end on SmolLM2-135M: seeded sampling repeats per request id, an
+    over-long prompt is an error row (the others still answer), a scored choice picks an option,
+    and close() leaves no server."""
+    import yaml
+
+    from cgd import generation as G
+    from tests.conftest import REPO
+
+    raw = P.apply_overrides(yaml.safe_load((REPO / "params.yaml").read_text()), {
+        "student.model": str(smollm2), "teacher.model": str(smollm2), "student.max_model_len": 512,
+        "student.kv_cache_gib": 0.25,
+        "rollout.backend": "vllm_server", "rollout.max_new_tokens": 12, "rollout.temperature": 1.0})
+    cfg = P.from_dict(raw, dvc_yaml="no-dvc.yaml")
+    backend = G.make_backend("rollout", "student", cfg.rollout, cfg.student, cfg.seed,
+                             log_path=tmp_path / "rollout" / "vllm_server.log")
+    try:
+        assert backend.name == "vllm_server" and backend.concurrency == 256
+        reqs = [G.Request(f"q{i}", [{"role": "user", "content": f"What is {i} + {i}?"}]) for i in range(4)]
+        long = G.Request("long", [{"role": "user", "content": "word " * 600}])
+        first = backend.generate(reqs + [long], seed=3)
+        again = backend.generate(list(reversed(reqs)), seed=3)
+        assert [c.text for c in first[:4]] == [c.text for c in reversed(again)]
+        assert all(c.finish_reason in ("stop", "length") and c.completion_tokens > 0 for c in first[:4])
+        assert first[4].finish_reason == "error" and "max_model_len is 512" in first[4].error
+        picked = backend.choose(reqs[:2], ["right", "wrong"], 0, cfg.rollout)
+        assert all(c.text in ("right", "wrong") for c in picked)
+        pid = backend.server.proc.pid
+    finally:
+        backend.close()
+    assert _gone([pid], within=30)
+    assert (tmp_path / "rollout" / "vllm_server.log").stat().st_size > 0
+
+
+def test_data_parallelism_with_the_in_process_engine_names_the_key_and_the_fix():
+    import yaml
+
+    from tests.conftest import REPO
+
+    raw = P.apply_overrides(yaml.safe_load((REPO / "params.yaml").read_text()), {
+        "student.model": "org/hub-model", "teacher.model": "org/hub-model", "student.data_parallel_size": 8})
+    with pytest.raises(P.ParamsError, match=r"'student.data_parallel_size' is 8, but rollout.backend is vllm.*"
+                                            r"Fix: set rollout.backend: vllm_server"):
+        P.from_dict(raw, dvc_yaml="no-dvc.yaml")
+    raw = P.apply_overrides(raw, {"rollout.backend": "vllm_server", "eval.generation.backend": "vllm_server"})
+    assert P.from_dict(raw, dvc_yaml="no-dvc.yaml").student.data_parallel_size == 8
