@@ -95,8 +95,8 @@ class ModelConfig:
     # vLLM: KV-cache size in GiB, overriding gpu_memory_utilization; null = derive it from that
     # share (GPUs). Required on CPU.
     kv_cache_gib: float | None = _range(gt=0.0, help="a size in GiB such as 2, or null on GPUs")
-    # vLLM on CPU: threads of the in-process engine; null = vLLM's default, one thread, which
-    # decoded the 135M demo fastest on 2 cores (431 tok/s vs 372 with 2: Python-bound steps).
+    # vLLM on CPU: OpenMP threads of the in-process engine; null = vLLM's default, which already
+    # uses every core (issue 24 measured ~210 tok/s in-process on 2 cores, as a server bound to both).
     cpu_threads: int | None = _range(ge=1, help="a thread count, or null for vLLM's default")
     # Decode special tokens out of the generated text (vLLM's and transformers' default). false keeps
     # them: s1.1 writes its reasoning between "<|im_start|>think" and "<|im_start|>answer", and
