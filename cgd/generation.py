@@ -250,6 +250,12 @@ def _check_context(model: ModelConfig, role: str) -> None:
                           f"{positions} positions", f"set it to {positions} or less")
 
 
+def _overlong(role: str, max_model_len: int, prompt_tokens: int) -> Completion:
+    """The error row of a prompt that leaves no room under the role's max_model_len."""
+    return Completion("", "error", prompt_tokens, 0,
+                      f"prompt has {prompt_tokens} tokens; {role}.max_model_len is {max_model_len}")
+
+
 class VLLMBackend(Backend):
     """vLLM's offline engine, alive from construction to `close()` (one stage).
 
@@ -334,9 +340,7 @@ class VLLMBackend(Backend):
             ids = self.encode(r)
             room = self.max_model_len - len(ids)
             if room < 1:
-                results[i] = Completion("", "error", len(ids), 0,
-                                        f"prompt has {len(ids)} tokens; {self.role}.max_model_len is "
-                                        f"{self.max_model_len}")
+                results[i] = _overlong(self.role, self.max_model_len, len(ids))
                 continue
             args = vllm_sampling_args(gen, request_seed(seed, r.id), self.model_cfg.skip_special_tokens)
             args["max_tokens"] = min(args["max_tokens"], room)
@@ -365,9 +369,7 @@ class VLLMBackend(Backend):
             prompt = self.encode(request)
             seqs = [prompt + ids for ids in option_ids]
             if len(prompt) + max(map(len, option_ids)) > self.max_model_len:
-                out.append(Completion("", "error", len(prompt), 0,
-                                      f"prompt has {len(prompt)} tokens; {self.role}.max_model_len is "
-                                      f"{self.max_model_len}"))
+                out.append(_overlong(self.role, self.max_model_len, len(prompt)))
                 continue
             scored = self._run(seqs, [SamplingParams(max_tokens=1, prompt_logprobs=0)] * len(seqs))
             if any(isinstance(s, Exception) for s in scored):
@@ -473,8 +475,7 @@ class VLLMServerBackend(Backend):
             ids = self.encode(r)
             room = self.max_model_len - len(ids)
             if room < 1:
-                return Completion("", "error", len(ids), 0, f"prompt has {len(ids)} tokens; {self.role}.max_model_len "
-                                  f"is {self.max_model_len}")
+                return _overlong(self.role, self.max_model_len, len(ids))
             args = vllm_sampling_args(gen, request_seed(seed, r.id), self.model_cfg.skip_special_tokens)
             body = {"prompt": ids, "max_tokens": min(args["max_tokens"], room), "temperature": args["temperature"],
                     "top_p": args["top_p"], "seed": args["seed"],
@@ -499,8 +500,7 @@ class VLLMServerBackend(Backend):
         def one(request: Request) -> Completion:
             prompt = self.encode(request)
             if len(prompt) + max(map(len, option_ids)) > self.max_model_len:
-                return Completion("", "error", len(prompt), 0, f"prompt has {len(prompt)} tokens; "
-                                  f"{self.role}.max_model_len is {self.max_model_len}")
+                return _overlong(self.role, self.max_model_len, len(prompt))
             scores = []
             for ids in option_ids:
                 resp = self._send({"prompt": prompt + ids, "max_tokens": 1, "temperature": 0.0,
@@ -674,15 +674,12 @@ def make_backend(stage: str, role: str, gen: GenerationConfig, model: ModelConfi
         return backend
     if name == "transformers":
         return TransformersBackend(model, gen)
-    if name == "vllm":
+    if name in ("vllm", "vllm_server"):
         if not vllm_available():
-            raise RuntimeError(f"{stage}.backend is vllm but vLLM is not installed: on GPUs run "
+            raise RuntimeError(f"{stage}.backend is {name} but vLLM is not installed: on GPUs run "
                                "`make setup EXTRAS=dev,gpu` (or conda env create -f environment.yml)")
-        return VLLMBackend(model, gen, seed, role)
-    if name == "vllm_server":
-        if not vllm_available():
-            raise RuntimeError(f"{stage}.backend is vllm_server but vLLM is not installed: on GPUs run "
-                               "`make setup EXTRAS=dev,gpu` (or conda env create -f environment.yml)")
+        if name == "vllm":
+            return VLLMBackend(model, gen, seed, role)
         return VLLMServerBackend(model, gen, seed, role, log_path)
     if name == "openai":
         return OpenAIBackend(model, gen, role)

@@ -157,8 +157,8 @@ class ManagedServer:
                                f"log ({self.log_path}):\n{self.log_tail()}")
 
     def stop(self, grace_s: float = 30.0) -> None:
-        """SIGTERM to the whole process group (API server, engine cores, workers), SIGKILL after
-        `grace_s`. Safe to call twice."""
+        """SIGTERM to the whole process group (API server, engine cores, workers), SIGKILL to what is
+        left after `grace_s`. Safe to call twice."""
         proc, self.proc = self.proc, None
         if proc is None:
             return
@@ -166,19 +166,13 @@ class ManagedServer:
             try:
                 os.killpg(proc.pid, sig)
             except ProcessLookupError:
-                break
-            try:
-                proc.wait(timeout=wait)
-            except subprocess.TimeoutExpired:
-                continue
-            # the leader is gone; its children may still be ending
-            if not _group_alive(proc.pid):
-                break
+                return
             deadline = time.monotonic() + wait
-            while _group_alive(proc.pid) and time.monotonic() < deadline:
+            while time.monotonic() < deadline:
+                proc.poll()  # reap the leader: its zombie would keep the group alive
+                if not _group_alive(proc.pid):
+                    return
                 time.sleep(0.2)
-            if not _group_alive(proc.pid):
-                break
 
     def __enter__(self) -> "ManagedServer":
         return self.start()
