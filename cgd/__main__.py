@@ -161,6 +161,31 @@ def _sweep(args) -> int:
     return 1 if failed else 0
 
 
+def _server_command(args) -> int:
+    """The vLLM server command a role's settings give: node 0's is what a vllm_server stage starts
+    (on a free port it picks then; 8000 shown), node K's what the K-th other node runs."""
+    import os
+    import shlex
+
+    from cgd import vllm_server
+
+    cfg = P.load(args.params)
+    model = getattr(cfg, args.role)
+    on_cpu = args.cpu
+    if args.node_rank == 0:
+        argv = vllm_server.server_command(model, cfg.seed, 8000, args.role, on_cpu)
+    else:
+        try:
+            argv = vllm_server.node_command(model, cfg.seed, args.node_rank, on_cpu)
+        except ValueError as exc:
+            print(f"error: {args.role}.nodes is {model.nodes}: {exc}", file=sys.stderr)
+            return 2
+    if args.exec:
+        os.execv(argv[0], argv)
+    print(shlex.join(argv))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from cgd.sweeps import ABLATIONS
 
@@ -200,6 +225,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--metrics", default="metrics/08_diagnostic_set.json")
     p.add_argument("--kernel", default="cgd", help="Jupyter kernel for papermill")
     p.set_defaults(run=_diagnostic_set)
+    p = sub.add_parser("server-command", help="the vLLM server command of a role (backend vllm_server); "
+                                              "--node-rank K --exec on the K-th other node of several")
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--role", choices=["student", "teacher"], required=True)
+    p.add_argument("--node-rank", type=int, default=0, help="0: the head node (the stage's own); 1..nodes-1: the others")
+    p.add_argument("--cpu", action="store_true", help="the CPU build's flags (no chunked prefill)")
+    p.add_argument("--exec", action="store_true", help="run it (the other nodes), instead of printing it")
+    p.set_defaults(run=_server_command)
     p = sub.add_parser("train", help="train one (method, seed) run; `accelerate launch -m cgd train` on GPUs")
     p.add_argument("--params", default="params.yaml")
     p.add_argument("--overrides", default="{}", help="JSON of dotted params keys to override")

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from cgd import benchmarks, grading, labels, prompts, shards, stats
 from cgd.benchmarks import Problem
 from cgd.generation import Backend, Request, opened, resolved_backend
-from cgd.params import EvalConfig, GenerationConfig, Params
+from cgd.params import EvalConfig, GenerationConfig, ModelConfig, Params
 from cgd.provenance import model_digest  # noqa: F401 - notebook 06 hashes the model it evaluates
 
 PROMPT_VERSION = "qwen25-math-cot-v1"
@@ -50,6 +50,18 @@ def model_for(params: Params, name: str) -> EvalModel:
         raise ValueError(f"model '{name}' is neither 'base' nor <method>-seed<seed> for a method in "
                          f"train.methods ({', '.join(params.train.methods)})")
     return EvalModel(name, f"models/{m.group(1)}/seed{m.group(2)}")
+
+
+def stage_server(cfg: EvalConfig, model: ModelConfig, out_dir: str | Path, seed: int):
+    """The evaluation's one vLLM server (cgd.vllm_server), shared by the benchmark generation and the
+    lm-eval suites when either runs through it (`eval.generation.backend` / `eval.general.model`
+    vllm_server); None otherwise. Not started here: the first request starts it, so a fully resumed
+    stage with no suites starts nothing. Its log: <out_dir>/vllm_server.log."""
+    from cgd import vllm_server
+
+    if "vllm_server" not in (cfg.generation.backend, cfg.general.model if cfg.general.tasks else None):
+        return None
+    return vllm_server.for_role(model, "student", seed, Path(out_dir) / "vllm_server.log")
 
 
 # ---------------------------------------------------------------- what to generate

@@ -24,8 +24,17 @@ from cgd.device import dtype_name
 from cgd.params import GeneralConfig, ModelConfig
 
 
-def model_args(kind: str, path: str, model: ModelConfig, dtype: str, device: str | None) -> dict:
-    """lm-eval model_args for a local folder or hub id, with the student's vLLM settings."""
+def model_args(kind: str, path: str, model: ModelConfig, dtype: str, device: str | None, server=None,
+               seed: int = 0) -> dict:
+    """lm-eval model_args for a local folder or hub id, with the student's vLLM settings. vllm_server:
+    lm-eval's `local-completions` model on the stage's server, one token-id prompt per request
+    (`batch_size` 1: one over-long prompt in a list would fail the list), as many in flight as the
+    replicas batch, prompts tokenized and chat-templated by the model's own tokenizer."""
+    if kind == "vllm_server":
+        return {"model": server.served_name, "base_url": f"{server.base_url}/completions", "tokenizer": path,
+                "tokenizer_backend": "huggingface", "tokenized_requests": True, "num_concurrent": server.concurrency,
+                "max_retries": model.max_retries, "timeout": int(model.request_timeout_s),
+                "max_length": model.max_model_len, "seed": seed}
     if kind == "vllm":
         args = {"pretrained": path, "dtype": dtype_name(model.dtype), "tensor_parallel_size": model.tensor_parallel_size,
                 "max_model_len": model.max_model_len, "enforce_eager": model.enforce_eager,
@@ -168,22 +177,44 @@ def _docs(res: dict, task: str) -> int | None:
     return None if any(c is None for c in counts) else sum(counts)
 
 
+LM_EVAL_MODEL = {"hf": "hf", "vllm": "vllm", "vllm_server": "local-completions"}
+
+
 def run(path: str, cfg: GeneralConfig, model: ModelConfig, seed: int, dtype: str = "bfloat16",
-        device: str | None = None) -> dict:
-    """Run the configured tasks on one model; per task: metric, value (percent), stderr, docs."""
+        device: str | None = None, server=None) -> dict:
+    """Run the configured tasks on one model; per task: metric, value (percent), stderr, docs.
+    `server`: the stage's vLLM server (cgd.vllm_server.for_role). `cfg.model` vllm_server sends the
+    suites to it (started here if the stage's generation did not); any other model type loads its
+    own engine, so the server is stopped first and its GPUs are free."""
+    if server is not None and cfg.model != "vllm_server":
+        server.stop()
     if not cfg.tasks:
         return {}
     check_resources(cfg.tasks)
+    if cfg.model == "vllm_server":
+        if server is None:
+            raise ValueError("eval.general.model is vllm_server: pass the stage's server (cgd.vllm_server.for_role)")
+        server.ensure()
     if cfg.model == "vllm":
         _lm_eval_vllm_on_cpu_build()
     import lm_eval
 
     start = time.perf_counter()
     manager = task_manager(list(cfg.tasks), cfg.include_path)
+    def evaluate(**kwargs):
+        if cfg.model != "vllm_server":
+            return lm_eval.simple_evaluate(**kwargs)
+        # lm-eval's API models send concurrent requests with asyncio.run, which refuses to run in a
+        # thread that has an event loop going (a Jupyter kernel's): give it a thread of its own.
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(lm_eval.simple_evaluate, **kwargs).result()
+
     with _vllm_in_process(cfg.model):
-        res = lm_eval.simple_evaluate(
-            model=cfg.model, model_args=model_args(cfg.model, path, model, dtype, device),
-            tasks=list(cfg.tasks), batch_size=cfg.batch_size, limit=cfg.limit, task_manager=manager,
+        res = evaluate(
+            model=LM_EVAL_MODEL[cfg.model], model_args=model_args(cfg.model, path, model, dtype, device, server, seed),
+            tasks=list(cfg.tasks), batch_size=1 if cfg.model == "vllm_server" else cfg.batch_size, limit=cfg.limit, task_manager=manager,
             apply_chat_template=cfg.apply_chat_template, log_samples=False, random_seed=seed,
             numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed)
     out = {}
@@ -197,5 +228,7 @@ def run(path: str, cfg: GeneralConfig, model: ModelConfig, seed: int, dtype: str
         out[task] = {"metric": metric, "value": round(100 * float(table[metric]), 2),
                      "stderr": round(100 * float(stderr), 2) if isinstance(stderr, (int, float)) else None,
                      "docs": _docs(res, task), "subtasks": res.get("group_subtasks", {}).get(task)}
+    if server is not None:
+        server.check_alive()  # a server that died mid-suite fails the stage, not a task's score
     out["_seconds"] = round(time.perf_counter() - start, 1)
     return out

@@ -422,39 +422,37 @@ class VLLMServerBackend(Backend):
     name = "vllm_server"
 
     def __init__(self, model: ModelConfig, gen: GenerationConfig, seed: int, role: str = "student",
-                 log_path: str | Path | None = None):
+                 log_path: str | Path | None = None, server=None):
+        """`server`: a stage's server shared with other work (stage 06's lm-eval suites), started
+        here if it is not running and left running by close(); None = this backend's own."""
         import openai
-        import torch
         from transformers import AutoTokenizer
 
         from cgd import vllm_server
 
         _check_context(model, role)
         self.gen, self.model_cfg, self.role = gen, model, role
-        on_cpu = not torch.cuda.is_available()
-        port = vllm_server.free_port()
-        argv = vllm_server.server_command(model, seed, port, role, on_cpu, model.data_parallel_size,
-                                          model.max_num_seqs)
-        self.server = vllm_server.ManagedServer(
-            argv, port, log_path or Path("logs") / f"vllm_server-{role}.log",
-            env=vllm_server.server_env(on_cpu, model.data_parallel_size), start_timeout_s=model.server_start_timeout_s)
-        self.server.start()
-        self.startup_seconds = self.server.startup_seconds
-        self.concurrency = model.data_parallel_size * model.max_num_seqs
+        self.owns_server = server is None
+        self.server = server or vllm_server.for_role(model, role, seed,
+                                                     log_path or Path("logs") / f"vllm_server-{role}.log")
+        started = self.server.proc is None
+        self.server.ensure()
+        self.startup_seconds = self.server.startup_seconds if started else 0.0
+        self.concurrency = self.server.concurrency
         self.client = openai.OpenAI(base_url=self.server.base_url, api_key="unused", max_retries=model.max_retries,
                                     timeout=model.request_timeout_s)
         self._openai = openai
         self.tokenizer = chat.prepare(AutoTokenizer.from_pretrained(model.model))
         self.max_model_len = model.max_model_len
-        log.info("vLLM server for %s (%d x TP %d) healthy in %.1f s", model.model, model.data_parallel_size,
-                 model.tensor_parallel_size, self.startup_seconds)
+        log.info("vLLM server for %s (%d x TP %d%s) healthy in %.1f s", model.model, model.data_parallel_size,
+                 model.tensor_parallel_size, ", forked warm" if self.server.warm else "", self.startup_seconds)
 
     def encode(self, request: Request) -> list[int]:
         return chat_token_ids(self.tokenizer, request.messages)
 
     def _send(self, body: dict):
         try:
-            return self.client.completions.create(model=self.role, **body)
+            return self.client.completions.create(model=self.server.served_name, **body)
         except self._openai.APIError as exc:
             self.server.check_alive()  # a dead server fails the stage, not one row
             return exc
@@ -516,7 +514,7 @@ class VLLMServerBackend(Backend):
 
     def close(self) -> None:
         server = getattr(self, "server", None)
-        if server is not None:
+        if server is not None and self.owns_server:
             server.stop()
 
 
@@ -662,9 +660,10 @@ def resolved_backend(name: str) -> str:
 
 
 def make_backend(stage: str, role: str, gen: GenerationConfig, model: ModelConfig, seed: int,
-                 log_path: str | Path | None = None) -> Backend:
-    """The backend `gen.backend` names, loaded for `model` (the student or the teacher). `log_path`:
-    where vllm_server writes the server's log (default logs/vllm_server-<role>.log)."""
+                 log_path: str | Path | None = None, server=None) -> Backend:
+    """The backend `gen.backend` names, loaded for `model` (the student or the teacher). vllm_server:
+    `log_path` is where the server's log goes (default logs/vllm_server-<role>.log); `server` a
+    stage's shared server (cgd.vllm_server.for_role) to use instead of starting one."""
     name = resolved_backend(gen.backend)
     if gen.backend == "vllm" and name != "vllm":
         log.warning("%s: vLLM is not installed; generating with the transformers backend instead "
@@ -680,7 +679,7 @@ def make_backend(stage: str, role: str, gen: GenerationConfig, model: ModelConfi
                                "`make setup EXTRAS=dev,gpu` (or conda env create -f environment.yml)")
         if name == "vllm":
             return VLLMBackend(model, gen, seed, role)
-        return VLLMServerBackend(model, gen, seed, role, log_path)
+        return VLLMServerBackend(model, gen, seed, role, log_path, server)
     if name == "openai":
         return OpenAIBackend(model, gen, role)
     return ReferenceBackend(stage)

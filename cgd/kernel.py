@@ -36,10 +36,14 @@ import time
 
 ENV = "CGD_KERNEL_SOCKET"
 # vLLM's CPU worker and model runner are imported by every engine start (1.5 s of its 6 s here);
+# the server modules by every vllm_server start;
 # lm_eval.models.vllm_causallms is not preloaded: it must be imported under cgd.general's CPU-build shim.
 PRELOAD = ("torch", "transformers", "trl", "datasets", "vllm", "lm_eval", "lm_eval.evaluator", "pandas",
            "matplotlib.pyplot", "seaborn", "math_verify", "dvclive", "ipykernel.kernelapp", "scipy.stats",
-           "vllm.v1.worker.cpu_worker", "vllm.v1.worker.cpu_model_runner")
+           "vllm.v1.worker.cpu_worker", "vllm.v1.worker.cpu_model_runner",
+           # backend vllm_server (cgd/vllm_server.py): the server forked from here skips its imports
+           "vllm.entrypoints.cli.main", "vllm.entrypoints.cli.serve", "vllm.entrypoints.launchers.api_server.entry",
+           "vllm.v1.engine.core", "vllm.v1.executor.multiproc_executor")
 
 
 def _preload(modules) -> list[str]:
@@ -88,7 +92,8 @@ def _recv(sock: socket.socket, with_fds: int = 0) -> tuple[dict | None, list[int
 
 
 def _child(request: dict, fds: list[int]) -> None:
-    """In the forked child: become the launcher's kernel (never returns)."""
+    """In the forked child: become the launcher's kernel, or run the module a `fork_module` request
+    names (never returns)."""
     code = 1
     try:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP):
@@ -104,6 +109,13 @@ def _child(request: dict, fds: list[int]) -> None:
         sys.path[0] = request["cwd"]  # as `python -m ipykernel_launcher` run there
         for name in [m for m in sys.modules if m == "cgd" or m.startswith("cgd.")]:
             del sys.modules[name]  # the server's own import of this module: the kernel's project is its cwd's
+        if "module" in request:  # `python -m MODULE ARGV...`, as run from its cwd
+            import runpy
+
+            sys.argv = [request["module"], *request["argv"]]
+            runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
+            code = 0
+            return
         # ipykernel read JPY_PARENT_PID when the server imported it (unset then): 1 = no parent
         # poller (this process's parent is the server; the watcher ends it if the launcher dies).
         sys.argv = ["ipykernel_launcher", *request["argv"], "--IPKernelApp.parent_handle=1"]
@@ -206,6 +218,28 @@ def _kill(pid: int, sig: int = signal.SIGKILL) -> None:
         os.killpg(pid, sig) if sig == signal.SIGKILL else os.kill(pid, sig)
     except OSError:
         pass
+
+
+def fork_module(path: str, module: str, argv: list[str], env: dict, fds: list[int],
+                cwd: str | None = None) -> tuple[int | None, socket.socket | None]:
+    """Ask the kernel server at `path` to fork `python -m module argv...` (its own session; standard
+    streams `fds`, which are closed here). Returns (pid, connection), or (None, None) when no
+    server answers. Keep the connection open while the process should live: if it closes (this
+    process dies), the server's watcher kills the process's group."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+        _send(sock, {"module": module, "argv": argv, "cwd": cwd or os.getcwd(), "env": env}, fds)
+        msg, _ = _recv(sock)
+    except OSError:
+        msg = None
+    finally:
+        for fd in set(fds):
+            os.close(fd)
+    if msg is None:
+        sock.close()
+        return None, None
+    return msg["pid"], sock
 
 
 # ---------------------------------------------------------------- launcher (the kernelspec's argv)

