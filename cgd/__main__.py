@@ -172,17 +172,34 @@ def _server_command(args) -> int:
     cfg = P.load(args.params)
     model = getattr(cfg, args.role)
     on_cpu = args.cpu
-    if args.node_rank == 0:
-        argv = vllm_server.server_command(model, cfg.seed, 8000, args.role, on_cpu)
-    else:
-        try:
+    try:
+        if args.node_rank == 0:
+            argv = vllm_server.server_command(model, cfg.seed, 8000, args.role, on_cpu)
+        else:
             argv = vllm_server.node_command(model, cfg.seed, args.node_rank, on_cpu)
-        except ValueError as exc:
-            print(f"error: {args.role}.nodes is {model.nodes}: {exc}", file=sys.stderr)
-            return 2
+    except ValueError as exc:
+        print(f"error: {args.role}.nodes is {model.nodes}: {exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:  # head_address: $NAME with NAME unset
+        print(f"error: {args.role}.{exc}", file=sys.stderr)
+        return 2
     if args.exec:
         os.execv(argv[0], argv)
     print(shlex.join(argv))
+    return 0
+
+
+def _follow_server(args) -> int:
+    """Node K of several: its headless share of every vLLM server the head's stages start."""
+    import logging
+
+    from cgd import vllm_server
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    try:
+        vllm_server.follow(args.node_rank, args.announce)
+    except KeyboardInterrupt:
+        pass
     return 0
 
 
@@ -233,6 +250,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cpu", action="store_true", help="the CPU build's flags (no chunked prefill)")
     p.add_argument("--exec", action="store_true", help="run it (the other nodes), instead of printing it")
     p.set_defaults(run=_server_command)
+    p = sub.add_parser("follow-server", help="on node K of several (backend vllm_server, <role>.nodes > 1): run "
+                                             "this node's share of each server the head node's stages start")
+    p.add_argument("--node-rank", type=int, required=True, help="1..nodes-1 (node 0 runs dvc repro)")
+    p.add_argument("--announce", default="runs/vllm_server/head.json",
+                   help="the head's announcement on the shared filesystem (default: the checkout's)")
+    p.set_defaults(run=_follow_server)
     p = sub.add_parser("train", help="train one (method, seed) run; `accelerate launch -m cgd train` on GPUs")
     p.add_argument("--params", default="params.yaml")
     p.add_argument("--overrides", default="{}", help="JSON of dotted params keys to override")

