@@ -47,8 +47,9 @@ $(STAMP): pyproject.toml requirements/embedded.txt requirements/lock-cpu.txt req
 validate: setup
 	$(BIN)/python -m cgd validate params.yaml
 
+# dvc repro, each notebook's kernel forked from one that imported the libraries once (cgd/repro.py)
 repro: validate
-	$(BIN)/dvc repro
+	$(BIN)/python -m cgd repro
 
 test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

@@ -189,6 +189,12 @@ def _server_command(args) -> int:
     return 0
 
 
+def _repro(args) -> int:
+    from cgd import repro
+
+    return repro.run(args.dvc_args)
+
+
 def _follow_server(args) -> int:
     """Node K of several: its headless share of every vLLM server the head's stages start."""
     import logging
@@ -232,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--show", type=int, default=10, help="failures printed per benchmark")
     p.add_argument("--out", help="write the full report (JSON)")
     p.set_defaults(run=_check_grading)
+    p = sub.add_parser("repro", help="dvc repro with warm kernels (make repro) and each stage's time")
+    p.add_argument("dvc_args", nargs=argparse.REMAINDER, help="passed to dvc repro (e.g. -s rollout)")
+    p.set_defaults(run=_repro)
     p = sub.add_parser("rehearse", help="run a paper profile end to end here: stand-in models, fixture data, small sizes")
     p.add_argument("profile", help="configs/profiles/NAME.yaml")
     p.add_argument("--scratch", help="the scratch copy of the repository (default rehearsals/NAME)")
@@ -287,7 +296,12 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--params", default="params.yaml")
         p.add_argument("--kernel", default="cgd", help="Jupyter kernel for papermill")
         p.set_defaults(run=_sweep if name == "sweep" else _sweep_point)
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["repro"]:  # everything after it is dvc repro's (options included)
+        args = parser.parse_args(["repro"])
+        args.dvc_args = argv[1:]
+    else:
+        args = parser.parse_args(argv)
     try:
         return args.run(args)
     except P.ParamsError as exc:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from tqdm import tqdm
+from cgd.progress import bar
 
 from cgd import labels, prompts, shards
 from cgd.generation import Backend, Completion, Request, opened, resolved_backend
@@ -215,7 +215,7 @@ def run_stage(spec: StageSpec, rows: list[dict], backend_factory: Callable[[], B
 
 def _generate_shards(spec: StageSpec, rows: list[dict], backend: Backend, store: shards.ShardStore,
                      todo: list[int], shard_size: int, seed: int, run: StageRun) -> None:
-    for k in tqdm(todo, desc=spec.name, unit="shard", mininterval=5):
+    for k in bar(todo, desc=spec.name, unit="shard"):
         chunk = rows[k * shard_size:(k + 1) * shard_size]
         requests = [spec.request(row) for row in chunk]
         active = [r for r in requests if r is not None]

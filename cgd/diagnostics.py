@@ -223,12 +223,12 @@ def load(path: str, eager: bool = False):
 
 def entropy_probe(model_paths: dict[str, str], rows: list[dict], resamples: int, seed: int) -> tuple[list, dict]:
     """Table 9: per-row first-token entropy of each model, and each model against CGD (paired)."""
-    from tqdm import tqdm
+    from cgd.progress import bar
 
     per_row = {}
     for name, path in model_paths.items():
         model, tok = load(path)
-        per_row[name] = [first_token_entropy(model, tok, r) for r in tqdm(rows, desc=f"entropy {name}")]
+        per_row[name] = [first_token_entropy(model, tok, r) for r in bar(rows, desc=f"entropy {name}")]
         del model
     from cgd import stats
 
@@ -245,14 +245,14 @@ def entropy_probe(model_paths: dict[str, str], rows: list[dict], resamples: int,
 
 def gradient_probe(path: str, rows: list[dict], resamples: int, seed: int) -> tuple[list, dict]:
     """Table 10: the CGD model's gradient norm per row with and without the critique."""
-    from tqdm import tqdm
+    from cgd.progress import bar
 
     from cgd import stats
 
     model, tok = load(path)
     model.train()  # dropout-free models: same numbers; gradients flow as in training
     samples = [{"id": r["id"], "with_critique": gradient_norm(model, tok, r, True),
-                "without_critique": gradient_norm(model, tok, r, False)} for r in tqdm(rows, desc="gradient norm")]
+                "without_critique": gradient_norm(model, tok, r, False)} for r in bar(rows, desc="gradient norm")]
     w = [s["with_critique"] for s in samples]
     wo = [s["without_critique"] for s in samples]
     table = {"path": path, "n": len(samples),
@@ -266,10 +266,10 @@ def gradient_probe(path: str, rows: list[dict], resamples: int, seed: int) -> tu
 def attention_probe(path: str, rows: list[dict], max_new_tokens: int, phases: int) -> tuple[dict, dict]:
     """Figs. 9-11: per row, shares[step, layer, section] of the CGD model's generation; and the
     summaries the figures and the metrics report (per-layer means, first-step shares, phase means)."""
-    from tqdm import tqdm
+    from cgd.progress import bar
 
     model, tok = load(path, eager=True)
-    arrays = {r["id"]: attention_shares(model, tok, r, max_new_tokens) for r in tqdm(rows, desc="attention")}
+    arrays = {r["id"]: attention_shares(model, tok, r, max_new_tokens) for r in bar(rows, desc="attention")}
     per_layer = np.stack([a.mean(axis=0) for a in arrays.values()])  # [row, layer, section]
     first = np.stack([a[0] for a in arrays.values()])
     by_phase = np.nanmean(np.stack([phase_means(a, phases) for a in arrays.values()]), axis=0)

@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from tqdm import tqdm
+from cgd.progress import bar
 
 from cgd import benchmarks, grading, labels, prompts, shards, stats
 from cgd.benchmarks import Problem
@@ -138,7 +138,7 @@ def _generate_shards(items: list[dict], by_id: dict[str, Problem], backend: Back
                      store: shards.ShardStore, todo: list[int], cfg: EvalConfig, seed: int, run: dict) -> None:
     size = cfg.generation.batch_size
     gens = {"greedy": cfg.generation, "sampled": sampled_generation(cfg)}
-    for k in tqdm(todo, desc="eval generate", unit="shard", mininterval=5):
+    for k in bar(todo, desc="eval generate", unit="shard"):
         chunk = items[k * size:(k + 1) * size]
         groups: dict[tuple, list[int]] = {}
         for i, item in enumerate(chunk):

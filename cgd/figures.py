@@ -24,7 +24,43 @@ def palette() -> dict[str, tuple]:
     return dict(zip(METHODS, sns.color_palette("colorblind", len(METHODS))))
 
 
+def empty_panels(fig) -> list[str]:
+    """Panels (axes) that would read as blank: no bar of non-zero height, no line or marker, no
+    image, and no value printed on them. A bar at 0 must carry its value as text, so a panel of
+    zeros reads "0" and never looks like a figure that failed to draw."""
+    from matplotlib.collections import Collection
+    from matplotlib.image import AxesImage
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Rectangle
+
+    blank = []
+    for i, ax in enumerate(fig.axes):
+        if not ax.get_visible() or ax.get_label() == "<colorbar>":
+            continue
+        shown = bool(ax.texts)
+        for artist in ax.get_children():
+            if shown:
+                break
+            if isinstance(artist, Rectangle) and artist is not ax.patch:
+                shown = artist.get_visible() and artist.get_height() != 0 and artist.get_width() != 0
+            elif isinstance(artist, Line2D):
+                x, y = artist.get_data()
+                shown = artist.get_visible() and np.isfinite(np.asarray(y, dtype=float)).any()
+            elif isinstance(artist, AxesImage):
+                shown = artist.get_visible()
+            elif isinstance(artist, Collection):
+                shown = artist.get_visible() and (len(artist.get_offsets()) > 0 or len(artist.get_paths()) > 0)
+        if not shown:
+            blank.append(ax.get_title() or f"panel {i + 1}")
+    return blank
+
+
 def save(fig, stem: str | Path, formats: list[str], dpi: int) -> list[Path]:
+    """Write the figure in each format; a figure with a blank panel is refused (`empty_panels`)."""
+    blank = empty_panels(fig)
+    if blank:
+        raise ValueError(f"{Path(stem).name}: panel(s) {blank} would be blank; label their values "
+                         "(a zero is a value) or leave the panel out")
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -150,6 +186,8 @@ def drift_plot(frame, title: str):
         d = frame[frame.kind == kind]
         sns.barplot(data=d, x="method", y="percent", hue="method", order=methods, hue_order=methods,
                     palette=colours, ax=ax, legend=False, seed=0)
+        for bars in ax.containers:  # every bar's value, 0 included: an all-zero panel reads "0", not blank
+            ax.bar_label(bars, fmt="%.0f", padding=2, fontsize="x-small")
         ax.set_xticks(range(len(methods)), [LABELS[m] for m in methods], rotation=30, ha="right")
         ax.set(title=kind, xlabel="", ylabel="share of answers (%)", ylim=(0, 100))
     fig.suptitle(title)

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from cgd import chat, labels
+from cgd import chat, labels, progress
 from cgd.device import dtype_name, keep_freed_memory
 from cgd.params import GenerationConfig, ModelConfig, ParamsError
 
@@ -318,7 +318,7 @@ class VLLMBackend(Backend):
 
         batch = [TokensPrompt(prompt_token_ids=ids) for ids in prompts]
         try:
-            return self.llm.generate(batch, params, use_tqdm=len(batch) > 1)
+            return self.llm.generate(batch, params, use_tqdm=progress.bar if len(batch) > 1 else False)
         except Exception as exc:  # noqa: BLE001 - isolate the request at fault
             log.warning("vLLM rejected a batch of %d (%s); retrying one by one", len(batch), exc)
         out = []
@@ -461,7 +461,8 @@ class VLLMServerBackend(Backend):
         if not items:
             return []
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(items))) as pool:
-            out = list(pool.map(fn, items))
+            out = list(progress.bar(pool.map(fn, items), total=len(items), desc="requests", unit="req",
+                                    disable=len(items) < 2))
         self.server.check_alive()
         return out
 

@@ -409,15 +409,15 @@ def grade_many(items: list[tuple[Key, str]], rules: Rules = Rules(), workers: in
     Each sample is bounded by math-verify's own timeouts (parse gold, parse output, compare:
     at most 3 x timeout_s), which need a process's main thread; worker processes have one.
     """
-    from tqdm import tqdm
+    from cgd.progress import bar
 
     jobs = [(key, output, rules) for key, output in items]
     if workers <= 1 or len(jobs) < 64:
-        results = [_grade_item(j) for j in tqdm(jobs, desc="grade", disable=not progress, mininterval=5)]
+        results = [_grade_item(j) for j in bar(jobs, desc="grade", disable=not progress)]
     else:
         import multiprocessing as mp
 
         with mp.get_context("fork").Pool(workers) as pool:
-            results = list(tqdm(pool.imap(_grade_item, jobs, chunksize=32), total=len(jobs),
-                                desc="grade", disable=not progress, mininterval=5))
+            results = list(bar(pool.imap(_grade_item, jobs, chunksize=32), total=len(jobs),
+                               desc="grade", disable=not progress))
     return [Verdict(**r) for r in results]

@@ -10,7 +10,8 @@ server pays it once:
     CGD_KERNEL_SOCKET=S dvc repro             # each `cgd` kernel is a fork of it
 
 The `cgd` kernelspec runs `python -m cgd.kernel launch -f {connection_file}`. Without
-CGD_KERNEL_SOCKET (JupyterLab, a plain `make repro`) that is exactly `python -m ipykernel_launcher`.
+CGD_KERNEL_SOCKET (JupyterLab, a plain `dvc repro`) the launcher becomes the kernel itself, as
+`python -m ipykernel_launcher` would (with one warning filtered, `_QuietLoopbackTCP`).
 With it, the launcher hands its connection file, working directory, environment and standard
 streams to the server, which forks a child that becomes the kernel; the launcher stays as the
 process jupyter_client watches, forwards interrupts to the child and exits with its status. If the
@@ -28,11 +29,14 @@ import argparse
 import array
 import json
 import os
+import shutil
 import signal
 import socket
 import struct
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 ENV = "CGD_KERNEL_SOCKET"
 # vLLM's CPU worker and model runner are imported by every engine start (1.5 s of its 6 s here);
@@ -119,9 +123,7 @@ def _child(request: dict, fds: list[int]) -> None:
         # ipykernel read JPY_PARENT_PID when the server imported it (unset then): 1 = no parent
         # poller (this process's parent is the server; the watcher ends it if the launcher dies).
         sys.argv = ["ipykernel_launcher", *request["argv"], "--IPKernelApp.parent_handle=1"]
-        from ipykernel import kernelapp
-
-        kernelapp.launch_new_instance()
+        _run_ipykernel()
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 0
@@ -245,7 +247,95 @@ def fork_module(path: str, module: str, argv: list[str], env: dict, fds: list[in
 # ---------------------------------------------------------------- launcher (the kernelspec's argv)
 
 
+class _QuietLoopbackTCP:
+    """Drops ipykernel's "Kernel is running over TCP without encryption" warning for a kernel bound
+    to the loopback interface (papermill's and DVC's), printed once per notebook into the run's
+    terminal and telling its user nothing; every other kernel warning passes."""
+
+    def __init__(self, loopback: bool):
+        self.loopback = loopback
+
+    def filter(self, record) -> bool:
+        return not (self.loopback and "running over TCP without encryption" in record.getMessage())
+
+
+def _run_ipykernel() -> None:
+    """`python -m ipykernel_launcher` with sys.argv as set, in this process."""
+    import logging
+
+    loopback = False
+    if "-f" in sys.argv[:-1]:
+        try:
+            with open(sys.argv[sys.argv.index("-f") + 1]) as f:
+                loopback = json.load(f).get("ip") in ("127.0.0.1", "localhost", "::1")
+        except (OSError, ValueError):
+            pass
+    logging.getLogger("IPKernelApp").addFilter(_QuietLoopbackTCP(loopback))
+    from ipykernel import kernelapp
+
+    kernelapp.launch_new_instance()
+
+
+class warm_server:
+    """A kernel server for a run of `dvc repro` (`make repro`, the rehearsal): every notebook's kernel
+    is forked from one process that imported the heavy libraries once, instead of importing them
+    again (~15 s each on 2 cores; ~20 notebooks in the demo, ~100 in a paper profile's pipeline).
+    `with warm_server(cwd, env) as env:` gives the run's environment; the kernelspec falls back to a
+    plain kernel if the server is not there."""
+
+    def __init__(self, cwd: Path, env: dict):
+        import tempfile
+
+        self.cwd, self.env = cwd, dict(env)
+        self.socket = Path(tempfile.mkdtemp(prefix="cgd-kernel-")) / "server.sock"  # AF_UNIX paths are short
+
+    def __enter__(self) -> dict:
+        install_spec()  # the cgd kernelspec runs cgd.kernel's launcher (idempotent)
+        start = time.perf_counter()
+        self.proc = subprocess.Popen([sys.executable, "-m", "cgd.kernel", "serve", "--socket", str(self.socket)],
+                                     cwd=self.cwd, env=self.env, start_new_session=True)
+        while not self.socket.exists():
+            if self.proc.poll() is not None or time.perf_counter() - start > 300:
+                print("kernel server did not start: notebooks start plain kernels", flush=True)
+                return self.env
+            time.sleep(0.5)
+        print(f"kernel server up in {time.perf_counter() - start:.0f} s", flush=True)
+        return {**self.env, ENV: str(self.socket)}
+
+    def __exit__(self, *exc) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        shutil.rmtree(self.socket.parent, ignore_errors=True)
+
+
+def _started_by_papermill() -> bool:
+    """Whether the process that asked for this kernel is papermill (its kernel manager runs in the
+    papermill process; JupyterLab's in jupyter-server)."""
+    try:
+        with open(f"/proc/{os.getppid()}/cmdline", "rb") as f:
+            args = f.read().split(b"\0")
+    except OSError:
+        return False
+    # `papermill ...` (its console script, maybe run by an interpreter) or `python -m papermill ...`
+    if any(os.path.basename(a) == b"papermill" for a in args[:2]):
+        return True
+    return b"-m" in args[:-1] and args[args.index(b"-m") + 1] == b"papermill"
+
+
+def _plain_kernel(argv: list[str]) -> int:
+    """No kernel server: this process becomes the kernel, as `python -m ipykernel_launcher` would."""
+    sys.argv = ["ipykernel_launcher", *argv]
+    _run_ipykernel()
+    return 0
+
+
 def launch(argv: list[str]) -> int:
+    # Progress bars (cgd/progress.py): text for a papermill run, which has no frontend to draw widgets.
+    if "CGD_PROGRESS" not in os.environ and _started_by_papermill():
+        os.environ["CGD_PROGRESS"] = "text"
     path = os.environ.get(ENV)
     sock = None
     if path:
@@ -255,11 +345,11 @@ def launch(argv: list[str]) -> int:
         except OSError:
             sock = None
     if sock is None:
-        os.execv(sys.executable, [sys.executable, "-m", "ipykernel_launcher", *argv])
+        return _plain_kernel(argv)
     _send(sock, {"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}, [0, 1, 2])
     msg, _ = _recv(sock)
     if msg is None:
-        os.execv(sys.executable, [sys.executable, "-m", "ipykernel_launcher", *argv])
+        return _plain_kernel(argv)
 
     def forward(sig, _frame):
         try:

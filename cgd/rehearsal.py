@@ -32,6 +32,7 @@ from pathlib import Path
 
 import yaml
 
+from cgd import kernel
 from cgd import params as P
 
 REPO = Path(__file__).resolve().parents[1]
@@ -407,7 +408,7 @@ def run(profile: str | Path, scratch: str | Path | None = None, standin_cache: s
               "lm_eval_local_tasks": leaf_tasks, "shape": shape(real, stages)}
     _print_start(report)
     setup_s = time.perf_counter() - t0
-    with warm_kernels(scratch, env) as env:
+    with kernel.warm_server(scratch, env) as env:
         timings, rc = _repro(scratch, env)
     report.update({"setup_seconds": round(setup_s, 1), "stage_seconds": timings, "repro_rc": rc,
                    "total_seconds": round(time.perf_counter() - t0, 1)})
@@ -445,44 +446,6 @@ def _print_start(report: dict) -> None:
     for stage, g in sh["generation"].items():
         print(f"  {stage}: {g['prompts']:,} prompts, up to {g['max_tokens']:,} generated tokens")
     sys.stdout.flush()
-
-
-class warm_kernels:
-    """A kernel server (cgd/kernel.py) for the run: every notebook's kernel is forked from one
-    process that imported the heavy libraries once, instead of importing them again (~15 s each
-    here, ~100 notebooks in a paper profile's pipeline). The kernelspec falls back to a plain
-    kernel if the server is not there."""
-
-    def __init__(self, cwd: Path, env: dict):
-        import tempfile
-
-        self.cwd, self.env = cwd, dict(env)
-        self.socket = Path(tempfile.mkdtemp(prefix="cgd-kernel-")) / "server.sock"  # AF_UNIX paths are short
-
-    def __enter__(self) -> dict:
-        from cgd import kernel
-
-        kernel.install_spec()  # the cgd kernelspec runs cgd.kernel's launcher (idempotent)
-        start = time.perf_counter()
-        self.proc = subprocess.Popen([sys.executable, "-m", "cgd.kernel", "serve", "--socket", str(self.socket)],
-                                     cwd=self.cwd, env=self.env, start_new_session=True)
-        while not self.socket.exists():
-            if self.proc.poll() is not None or time.perf_counter() - start > 300:
-                print("kernel server did not start: notebooks start plain kernels", flush=True)
-                return self.env
-            time.sleep(0.5)
-        print(f"kernel server up in {time.perf_counter() - start:.0f} s", flush=True)
-        return {**self.env, kernel.ENV: str(self.socket)}
-
-    def __exit__(self, *exc) -> None:
-        import signal
-
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=30)
-        except (OSError, subprocess.TimeoutExpired):
-            pass
-        shutil.rmtree(self.socket.parent, ignore_errors=True)
 
 
 _RUNNING = re.compile(r"Running stage '([^']+)'|Stage '([^']+)' is cached")

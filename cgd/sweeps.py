@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 import sys
 import time
@@ -201,8 +202,16 @@ def execute_notebook(name: str, out: Path, parameters: dict, kernel: str) -> Non
     import papermill as pm
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    pm.execute_notebook(str(notebook_path(name)), str(out), parameters=parameters, kernel_name=kernel,
-                        progress_bar=False, log_output=False)
+    before = os.environ.get("CGD_PROGRESS")
+    os.environ["CGD_PROGRESS"] = "text"  # the point's kernel has no frontend to draw widgets (cgd/progress.py)
+    try:
+        pm.execute_notebook(str(notebook_path(name)), str(out), parameters=parameters, kernel_name=kernel,
+                            progress_bar=False, log_output=False)
+    finally:
+        if before is None:
+            os.environ.pop("CGD_PROGRESS", None)
+        else:
+            os.environ["CGD_PROGRESS"] = before
 
 
 def notebook_path(stem: str) -> Path:
@@ -306,12 +315,12 @@ def sweep(out: str | Path, chain, grid: dict[str, list], fixed: dict | None = No
     summary (also written to out/summary.csv and .md after each point). A point that fails is
     recorded as failed and the sweep goes on; an interrupt stops it, and a rerun resumes."""
     import pandas as pd
-    from tqdm.auto import tqdm
+    from cgd.progress import bar as progress_bar
 
     out = Path(out)
     points = [{**(fixed or {}), **v} for v in expand(grid)]
     rows = []
-    bar = tqdm(points, desc=f"sweep {out}", unit="point")
+    bar = progress_bar(points, desc=f"sweep {out}", unit="point")
     for values in bar:
         point = out / point_name(values)
         bar.set_postfix_str(point.name)

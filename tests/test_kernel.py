@@ -51,7 +51,7 @@ def test_without_a_server_the_launcher_is_a_plain_kernel(kernelspec, monkeypatch
     work.mkdir()
     seen = _run(kernelspec, work)
     assert seen["cwd"] == str(work) and seen["foo"] == "plain"
-    assert seen["ppid"] == os.getpid()  # the launcher exec'd ipykernel: a child of the process papermill runs in
+    assert seen["ppid"] == os.getpid()  # the launcher became the kernel: a child of the process papermill runs in
     assert seen["frozen"] == 0
 
 
@@ -79,3 +79,22 @@ def test_a_forked_kernel_has_the_launcher_s_cwd_and_environment(kernelspec, monk
         os.killpg(server.pid, 15)
         server.wait(timeout=10)
         sock.unlink(missing_ok=True)
+
+
+def test_make_repro_runs_dvc_s_stages_with_warm_kernels_and_times_each(tmp_path):
+    """`python -m cgd repro` (make repro): DVC's own repro, with the kernel server's socket in every
+    stage's environment, and each stage's seconds in runs/repro-times.json."""
+    from cgd import repro
+
+    subprocess.run([str(Path(sys.executable).with_name("dvc")), "init", "--no-scm", "-q"], cwd=tmp_path, check=True)
+    write = "import os; open('{0}.txt', 'w').write(os.environ.get('CGD_KERNEL_SOCKET', ''))"
+    (tmp_path / "dvc.yaml").write_text(
+        "stages:\n"
+        f"  first:\n    cmd: python -c \"{write.format('first')}\"\n    outs: [first.txt]\n"
+        f"  second:\n    cmd: python -c \"{write.format('second')}\"\n    deps: [first.txt]\n    outs: [second.txt]\n")
+    assert repro.run([], cwd=tmp_path) == 0
+    for stage in ("first", "second"):
+        assert (tmp_path / f"{stage}.txt").read_text().endswith("server.sock")
+    times = json.loads((tmp_path / "runs" / "repro-times.json").read_text())
+    assert set(times["stages"]) == {"first", "second"} and times["rc"] == 0
+    assert repro.run(["-s", "second"], cwd=tmp_path) == 0  # dvc repro's own options pass through
