@@ -331,6 +331,7 @@ def train(params: Params, method: str, seed: int, data_path: str, model_out: str
         **clock.report(),
         "train_loss": round(result.training_loss, 5),
         "final_loss": _last_loss(trainer.state.log_history),
+        "loss_trend": loss_trend(trainer.state.log_history),  # first vs last 20% of logged steps
         "precision": "bf16" if bf16 else "fp32", "device": "cuda" if cuda else "cpu",
         "deepspeed": deepspeed, "batch": dataclasses.asdict(plan),
         "data": build_report, "length": fit_report,
@@ -346,6 +347,19 @@ def train(params: Params, method: str, seed: int, data_path: str, model_out: str
 def _last_loss(history: list[dict]) -> float | None:
     losses = [h["loss"] for h in history if "loss" in h]
     return round(losses[-1], 5) if losses else None
+
+
+def loss_trend(history: list[dict], share: float = 0.2) -> dict:
+    """Did the loss fall? The mean logged loss over the first and the last `share` of the logged
+    steps (at least one step each), and their difference: a curve of noise around a flat line
+    reads as a difference near 0, a run that trained as a clearly negative one."""
+    losses = [h["loss"] for h in history if "loss" in h]
+    if len(losses) < 2:
+        return {"logged_steps": len(losses), "first": None, "last": None, "change": None, "fell": None}
+    k = max(1, round(share * len(losses)))
+    first, last = sum(losses[:k]) / k, sum(losses[-k:]) / k
+    return {"logged_steps": len(losses), "share": share, "first": round(first, 5), "last": round(last, 5),
+            "change": round(last - first, 5), "fell": last < first}
 
 
 def _save(trainer, tokenizer, out: Path, deepspeed: bool, final: bool = True) -> None:

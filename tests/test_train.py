@@ -233,6 +233,7 @@ def test_training_writes_bf16_model_metrics_and_curves_deterministically(tiny_mo
     assert (out / "model" / "tokenizer.json").exists() and not (out / "model" / "training_args.bin").exists()
     summary = read_json(out / "live" / "metrics.json")
     assert summary["steps"] == 4 and summary["method"] == "cgd"
+    assert summary["loss_trend"]["logged_steps"] == 4 and isinstance(summary["loss_trend"]["fell"], bool)
     for name in ("loss", "grad_norm", "learning_rate", "tokens_per_second", "progress"):
         lines = (out / "live" / "plots" / "metrics" / f"{name}.tsv").read_text().splitlines()
         assert lines[0] == f"step\t{name}" and len(lines) == 1 + 4, name
@@ -427,3 +428,16 @@ def test_a_run_shorter_than_logging_steps_still_logs_its_first_step(tiny_model, 
     rehearsal) logged no loss at all before logging_first_step (found by rehearsing llama8b-webinstruct)."""
     _, out = _train_tiny(tiny_model, tmp_path, "short", logging_steps=10)
     assert len(_losses(out)) == 1  # the first of its 4 optimizer steps
+
+
+def test_the_loss_trend_compares_the_first_and_last_fifth_of_logged_steps():
+    from cgd.train import loss_trend
+
+    history = [{"loss": v, "step": i} for i, v in enumerate([2.0, 1.8, 1.5, 1.2, 1.0, 0.9, 0.8, 0.7, 0.6, 0.5])]
+    history.append({"train_runtime": 3.0})  # the Trainer's closing entry has no loss
+    t = loss_trend(history)
+    assert (t["logged_steps"], t["first"], t["last"]) == (10, 1.9, 0.55) and t["fell"] is True
+    assert t["change"] == -1.35
+    flat = loss_trend([{"loss": v} for v in (1.0, 2.0, 1.0, 2.0, 1.0, 2.0, 1.0, 2.0, 1.0, 2.0)])
+    assert flat["fell"] is False  # noise around a flat line did not fall
+    assert loss_trend([{"loss": 1.0}])["fell"] is None
