@@ -318,7 +318,7 @@ class VLLMBackend(Backend):
 
         batch = [TokensPrompt(prompt_token_ids=ids) for ids in prompts]
         try:
-            return self.llm.generate(batch, params, use_tqdm=progress.bar if len(batch) > 1 else False)
+            return self.llm.generate(batch, params, use_tqdm=progress.vllm_bar if len(batch) > 1 else False)
         except Exception as exc:  # noqa: BLE001 - isolate the request at fault
             log.warning("vLLM rejected a batch of %d (%s); retrying one by one", len(batch), exc)
         out = []

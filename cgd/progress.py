@@ -8,7 +8,8 @@ through `bar()`. Where it renders depends on who runs the notebook:
   executed copy keeps it) and also straight to the terminal that started the run, so `make repro`
   shows rows done / total, the rate and the time left inside each stage. Into a log that is not a
   terminal (CI) the bar writes one line per update at most every `LOG_INTERVAL_S`, not
-  carriage-return redraws that pile up into one endless line.
+  carriage-return redraws that pile up into one endless line. A loop done within `DELAY_S`
+  prints no bar at all.
 
 Which applies: `CGD_PROGRESS=widget|text` when set; else text inside a DVC stage (DVC sets
 `DVC_STAGE`) or a papermill run (the kernel launcher, cgd/kernel.py, sets `CGD_PROGRESS=text`
@@ -25,6 +26,7 @@ import sys
 ENV = "CGD_PROGRESS"
 LOG_INTERVAL_S = 30.0  # a bar's line in a non-terminal log at most this often
 TTY_INTERVAL_S = 1.0
+DELAY_S = 5.0  # a text bar appears only once its loop has run this long: quick loops print nothing
 
 
 def _in_kernel() -> bool:
@@ -60,6 +62,7 @@ class _Tee(io.TextIOBase):
     def __init__(self):
         self.notebook = sys.stderr
         self.terminal_fd = None
+        self._last = None
         if _in_kernel():
             try:
                 self.terminal_fd = sys.stderr.fileno()
@@ -69,8 +72,15 @@ class _Tee(io.TextIOBase):
         self.tty = target is not None and os.isatty(target)
 
     def write(self, text: str) -> int:
-        if not self.tty:  # a log, not a screen: each redraw becomes its own line
-            text = text.replace("\r", "\n").replace("\n\n", "\n")
+        if not self.tty:  # a log, not a screen: each redraw becomes its own line, a repeated one dropped
+            lines = []
+            for line in text.replace("\r", "\n").split("\n"):
+                if line and line != self._last:
+                    lines.append(line)
+                    self._last = line
+            text = "".join(f"{line}\n" for line in lines)
+            if not text:
+                return 0
         self.notebook.write(text)
         if self.terminal_fd is not None:
             try:
@@ -103,7 +113,19 @@ def bar(iterable=None, **kwargs):
 
     stream = _Tee()
     kwargs.setdefault("mininterval", TTY_INTERVAL_S if stream.tty else LOG_INTERVAL_S)
-    kwargs.setdefault("dynamic_ncols", stream.tty)
-    if not stream.tty:
+    kwargs.setdefault("delay", DELAY_S)
+    if not stream.tty:  # a log: fixed width, and no cursor moves for nested bars (each writes its own lines)
+        kwargs["dynamic_ncols"] = False
         kwargs.setdefault("ncols", 100)
+        kwargs["position"] = 0
+    else:
+        kwargs.setdefault("dynamic_ncols", True)
     return tqdm(iterable, file=stream, **kwargs)
+
+
+def vllm_bar(*args, **kwargs):
+    """vLLM's `use_tqdm` callable: its per-request bar through `bar`, without the bar of its
+    prompt rendering (milliseconds, one more line per call)."""
+    if kwargs.get("desc") == "Rendering prompts":
+        kwargs["disable"] = True
+    return bar(*args, **kwargs)

@@ -19,7 +19,7 @@ from cgd import progress
 from tests.conftest import REPO
 
 CELL = ("import os\nfrom cgd.progress import bar, mode\nprint('mode', mode())\n"
-        "for _ in bar(range(3), desc='rows', unit='row'):\n    pass\n")
+        "for _ in bar(range(3), desc='rows', unit='row', delay=0):\n    pass\n")
 
 
 def _notebook(path):
@@ -42,11 +42,20 @@ def test_a_text_bar_in_a_log_writes_whole_lines(monkeypatch):
     log = io.StringIO()
     monkeypatch.setattr(sys, "stderr", log)
     monkeypatch.setenv("CGD_PROGRESS", "text")
-    for _ in progress.bar(range(5), desc="rows", unit="row"):
+    for _ in progress.bar(range(5), desc="quick"):  # done within DELAY_S: no bar at all
         pass
+    assert log.getvalue() == ""
+    outer = progress.bar(range(2), desc="shards", delay=0)
+    for _ in outer:
+        for _ in progress.bar(range(5), desc="rows", unit="row", delay=0):  # nested, as vLLM's in a shard
+            pass
     text = log.getvalue()
-    assert "\r" not in text and "rows: 100%" in text and "5/5" in text
-    assert all(line.startswith("rows:") for line in text.splitlines() if line)
+    assert "\r" not in text and "\x1b" not in text  # no redraws, no cursor moves
+    assert "rows: 100%" in text and "5/5" in text and "shards: 100%" in text
+    lines = text.splitlines()
+    assert all(line.startswith(("rows:", "shards:")) for line in lines)
+    assert all(a != b for a, b in zip(lines, lines[1:]))  # the closing redraw is not a second line
+    assert progress.vllm_bar(total=3, desc="Rendering prompts").disable
 
 
 def test_the_mode_follows_the_run(monkeypatch):
