@@ -360,27 +360,48 @@ class VLLMBackend(Backend):
     def choose(self, requests: list[Request], options: list[str], seed: int,
                gen: GenerationConfig) -> list[Completion]:
         """Constrained choice, as the transformers backend makes it: the option whose tokens get
-        the highest log-likelihood as the start of the reply (vLLM's prompt_logprobs)."""
+        the highest log-likelihood as the start of the reply.
+
+        Options of one token each (right / wrong in every tokenizer we use): one greedy token with
+        `allowed_token_ids` set to the options, the argmax of the same next-token distribution, so
+        the same pick. The prompt is scored once, not once per option, and the prefix cache holds
+        most of it (a follow-up repeats the critique request just generated from). Longer options:
+        every option's log-likelihood from prompt_logprobs (no prefix cache: vLLM recomputes the
+        whole prompt for them). One engine call for all requests either way."""
         from vllm import SamplingParams
 
         option_ids = [self.tokenizer(o, add_special_tokens=False)["input_ids"] for o in options]
-        out: list[Completion] = []
-        for request in requests:
+        first = [ids[0] for ids in option_ids]
+        single = all(len(ids) == 1 for ids in option_ids) and len(set(first)) == len(first)
+        out: list[Completion | None] = [None] * len(requests)
+        todo, seqs = [], []
+        for i, request in enumerate(requests):
             prompt = self.encode(request)
-            seqs = [prompt + ids for ids in option_ids]
             if len(prompt) + max(map(len, option_ids)) > self.max_model_len:
-                out.append(_overlong(self.role, self.max_model_len, len(prompt)))
+                out[i] = _overlong(self.role, self.max_model_len, len(prompt))
                 continue
-            scored = self._run(seqs, [SamplingParams(max_tokens=1, prompt_logprobs=0)] * len(seqs))
-            if any(isinstance(s, Exception) for s in scored):
-                err = next(s for s in scored if isinstance(s, Exception))
-                out.append(Completion("", "error", len(prompt), 0, f"{type(err).__name__}: {err}"[:500]))
+            todo.append((i, len(prompt)))
+            seqs.extend([prompt] if single else [prompt + ids for ids in option_ids])
+        if single:
+            params = SamplingParams(max_tokens=1, temperature=0.0, allowed_token_ids=first)
+        else:
+            params = SamplingParams(max_tokens=1, prompt_logprobs=0)
+        scored = self._run(seqs, [params] * len(seqs)) if seqs else []
+        n = 1 if single else len(option_ids)
+        for k, (i, plen) in enumerate(todo):
+            results = scored[k * n:(k + 1) * n]
+            err = next((s for s in results if isinstance(s, Exception)), None)
+            if err is not None:
+                out[i] = Completion("", "error", plen, 0, f"{type(err).__name__}: {err}"[:500])
                 continue
-            scores = [sum(res.prompt_logprobs[len(prompt) + k][t].logprob for k, t in enumerate(ids))
-                      for res, ids in zip(scored, option_ids)]
-            best = max(range(len(options)), key=lambda j: scores[j])
-            out.append(Completion(options[best], "stop", len(prompt), 0))
-        return out
+            if single:
+                best = first.index(results[0].outputs[0].token_ids[0])
+            else:
+                scores = [sum(res.prompt_logprobs[plen + j][t].logprob for j, t in enumerate(ids))
+                          for res, ids in zip(results, option_ids)]
+                best = max(range(n), key=lambda j: scores[j])
+            out[i] = Completion(options[best], "stop", plen, 0)
+        return out  # type: ignore[return-value]
 
     def close(self) -> None:
         llm = getattr(self, "llm", None)
@@ -493,13 +514,23 @@ class VLLMServerBackend(Backend):
     def choose(self, requests: list[Request], options: list[str], seed: int,
                gen: GenerationConfig) -> list[Completion]:
         """As VLLMBackend.choose: the option whose tokens get the highest log-likelihood as the
-        start of the reply, from the server's prompt_logprobs."""
+        start of the reply; one greedy token among single-token options, else every option's
+        prompt_logprobs."""
         option_ids = [self.tokenizer(o, add_special_tokens=False)["input_ids"] for o in options]
+        first = [ids[0] for ids in option_ids]
+        single = all(len(ids) == 1 for ids in option_ids) and len(set(first)) == len(first)
 
         def one(request: Request) -> Completion:
             prompt = self.encode(request)
             if len(prompt) + max(map(len, option_ids)) > self.max_model_len:
                 return _overlong(self.role, self.max_model_len, len(prompt))
+            if single:
+                resp = self._send({"prompt": prompt, "max_tokens": 1, "temperature": 0.0, "logprobs": 1,
+                                   "extra_body": {"allowed_token_ids": first, "return_tokens_as_token_ids": True}})
+                if isinstance(resp, Exception):
+                    return Completion("", "error", len(prompt), 0, f"{type(resp).__name__}: {resp}"[:500])
+                token = int(resp.choices[0].logprobs.tokens[0].removeprefix("token_id:"))
+                return Completion(options[first.index(token)], "stop", len(prompt), 0)
             scores = []
             for ids in option_ids:
                 resp = self._send({"prompt": prompt + ids, "max_tokens": 1, "temperature": 0.0,

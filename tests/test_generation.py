@@ -151,6 +151,11 @@ class _FakeLLM:
                 outs.append(SimpleNamespace(prompt_token_ids=ids, prompt_logprobs=logprobs,
                                             outputs=[SimpleNamespace(text="", token_ids=[1], finish_reason="length")]))
                 continue
+            if getattr(sp, "allowed_token_ids", None):  # greedy among them, by the same fake scores
+                best = max(sp.allowed_token_ids, key=lambda t: -(t % 7) - 0.5)
+                outs.append(SimpleNamespace(prompt_token_ids=ids, prompt_logprobs=None,
+                                            outputs=[SimpleNamespace(text="", token_ids=[best], finish_reason="length")]))
+                continue
             if "s1think" in self._tok.decode(ids):  # s1.1's reasoning format, then its stop token
                 out_ids = self._tok("<|im_start|>think\nAdd them.<|im_start|>answer\nAnswer: 7<|im_end|>",
                                     add_special_tokens=False)["input_ids"]
@@ -249,17 +254,27 @@ def test_s1_think_markers_survive_generation_and_the_record_builder(raw_params, 
     assert full_ids[len(prompt_ids):].count(marker) == 2  # each marker is its special token again
 
 
-def test_vllm_choose_scores_options_by_prompt_logprobs(raw_params, tiny_model, fake_vllm):
+@pytest.mark.parametrize("options", [["A", "B"], ["right", "wrong"]])
+def test_vllm_choose_scores_options_by_their_log_likelihood(raw_params, tiny_model, fake_vllm, options):
+    """Single-token options: one greedy token among them per request; longer ones: each option's
+    prompt_logprobs. Either way the pick is the option the model scores highest, all requests go
+    to the engine in one call, and an over-long prompt is an error row without reaching it."""
     raw_params["teacher"].update(model=str(tiny_model))
     raw_params["critique"]["backend"] = "vllm"
     cfg = P.from_dict(raw_params)
     backend = G.make_backend("critique", "teacher", cfg.critique, cfg.teacher, cfg.seed)
-    options = ["right", "wrong"]
-    picks = backend.choose(_requests(3), options, 0, cfg.critique)
-    # The fake scores token t at -(t % 7) - 0.5: the pick is the option whose tokens sum highest.
     ids = [backend.tokenizer(o, add_special_tokens=False)["input_ids"] for o in options]
+    single = all(len(i) == 1 for i in ids)
+    assert single == (options[0] == "A")  # the tiny tokenizer: A and B are one token each, right and wrong are not
+    long = G.Request("long", [{"role": "user", "content": "word " * 5000}])
+    picks = backend.choose(_requests(3) + [long], options, 0, cfg.critique)
+    # The fake scores token t at -(t % 7) - 0.5: the pick is the option whose tokens sum highest.
     expected = options[max(range(2), key=lambda j: sum(-(t % 7) - 0.5 for t in ids[j]))]
-    assert [c.text for c in picks] == [expected] * 3
+    assert [c.text for c in picks[:3]] == [expected] * 3
+    assert picks[3].finish_reason == "error" and "max_model_len" in picks[3].error
+    engine = fake_vllm.instances[-1]
+    assert len(engine.calls) == 1 and len(engine.calls[0]) == 3 * (1 if single else 2)
+    assert all((sp.prompt_logprobs is None) == single for _, sp in engine.calls[0])
     backend.close()
 
 

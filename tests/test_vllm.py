@@ -88,10 +88,23 @@ def test_an_overlong_prompt_becomes_an_error_row(engine):
 
 
 def test_choose_scores_the_options(engine, cfg):
+    """right / wrong are one token each here, so choose takes the greedy token among them: the pick
+    must be the option whose log-likelihood after the prompt (prompt_logprobs) is higher."""
+    from vllm import SamplingParams
+
+    options = ["right", "wrong"]
     reqs = _gsm8k_requests(3)
-    picks = engine.choose(reqs, ["right", "wrong"], 0, cfg.critique)
-    assert all(c.text in ("right", "wrong") and c.finish_reason == "stop" for c in picks)
-    assert [c.text for c in engine.choose(reqs, ["right", "wrong"], 0, cfg.critique)] == [c.text for c in picks]
+    picks = engine.choose(reqs, options, 0, cfg.critique)
+    assert all(c.text in options and c.finish_reason == "stop" for c in picks)
+    assert [c.text for c in engine.choose(reqs, options, 0, cfg.critique)] == [c.text for c in picks]
+    ids = [engine.tokenizer(o, add_special_tokens=False)["input_ids"] for o in options]
+    assert all(len(i) == 1 for i in ids)
+    for request, pick in zip(reqs, picks):
+        prompt = engine.encode(request)
+        scored = engine._run([prompt + i for i in ids], [SamplingParams(max_tokens=1, prompt_logprobs=0)] * 2)
+        scores = [res.prompt_logprobs[len(prompt)][i[0]].logprob for res, i in zip(scored, ids)]
+        if abs(scores[0] - scores[1]) > 0.1:  # bf16 kernels differ by batch: a near-tie may flip
+            assert pick.text == options[scores.index(max(scores))]
 
 
 def test_rollout_notebook_runs_vllm_inside_a_jupyter_kernel(smollm2, tmp_path):
