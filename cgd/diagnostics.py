@@ -113,10 +113,13 @@ def gradient_norm(model, tokenizer, row: dict, with_critique: bool) -> float:
               "completion": [{"role": "assistant", "content": row["refined_answer"]}]}
     prompt_ids, full_ids = records.token_ids(record, tokenizer)
     ids = torch.tensor([full_ids], device=model.device)
-    labels = ids.clone()
-    labels[0, :len(prompt_ids)] = -100
+    n = len(full_ids) - len(prompt_ids)
     model.zero_grad(set_to_none=True)
-    loss = model(input_ids=ids, labels=labels).loss
+    # The LM head runs only where the loss is (the n + 1 last positions, the last predicting past
+    # the end): prompt positions add nothing to the loss or its gradients, and their logits over
+    # the whole vocabulary were most of a row's time after the model body's.
+    logits = model(input_ids=ids, logits_to_keep=n + 1).logits[0, :-1].float()
+    loss = torch.nn.functional.cross_entropy(logits, ids[0, len(prompt_ids):])
     loss.backward()
     total = math.sqrt(sum(float(p.grad.float().pow(2).sum()) for p in model.parameters() if p.grad is not None))
     model.zero_grad(set_to_none=True)

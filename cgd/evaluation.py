@@ -163,12 +163,17 @@ _GRADING_LANGUAGE = re.compile(
     r"\b(?:the (?:student'?s?|given|provided|initial|original|above) (?:answer|solution|response)"
     r"|(?:solution|answer|response|reasoning) (?:is|was) (?:correct|incorrect|wrong|right|flawed)"
     r"|critique)\b", re.IGNORECASE)
+# A line opening with the critique's verdict label ("Conclusion: ...", "**Conclusion**: ..."), whatever
+# follows it: the line every training critique ends with, which no evaluation prompt asks for
+# (the demo's CFT model writes "Conclusion: 5" under math problems).
+_VERDICT_LINE = re.compile(r"^[ \t>#*_]*conclusion[*_ \t]*:", re.IGNORECASE | re.MULTILINE)
 
 
 def format_flags(output: str, problem: Problem) -> dict:
-    """Does the output read as a critique (a Conclusion: right/wrong line or grading language),
+    """Does the output read as a critique (a verdict, a "Conclusion:" line or grading language),
     and does it lack a final answer (no \\boxed{} / "the answer is", no option letter)?"""
-    critique_like = labels.conclusion(output) != "missing" or bool(_GRADING_LANGUAGE.search(output or ""))
+    critique_like = (labels.conclusion(output) != "missing" or bool(_GRADING_LANGUAGE.search(output or ""))
+                     or bool(_VERDICT_LINE.search(output or "")))
     if problem.answer_type == "choice":
         no_answer = grading.extract_choice(output, problem.n_options) is None
     else:

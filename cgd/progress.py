@@ -116,7 +116,7 @@ def bar(iterable=None, **kwargs):
     kwargs.setdefault("delay", DELAY_S)
     if not stream.tty:  # a log: fixed width, and no cursor moves for nested bars (each writes its own lines)
         kwargs["dynamic_ncols"] = False
-        kwargs.setdefault("ncols", 100)
+        kwargs.setdefault("ncols", 140)  # room for vLLM's speed postfix
         kwargs["position"] = 0
     else:
         kwargs.setdefault("dynamic_ncols", True)

@@ -99,6 +99,9 @@ MC = Problem("gpqa", "m1", "q\n\n(A) x\n(B) y", "A", "choice", 2)
     ("The solution is correct. Conclusion: right", GSM, True, True),
     ("Step 1 checks out, so the answer is \\boxed{72}. Critique: none needed.", GSM, True, False),
     ("She sold 72 clips in total", GSM, False, True),
+    ("The answer to the question is: 5\n\nConclusion: 5", GSM, True, True),  # the demo's CFT model
+    ("48 + 24 = 72\n**Conclusion**: \\boxed{72}", GSM, True, False),
+    ("In conclusion, she sold \\boxed{72} clips.", GSM, False, False),
     ("Option A fits, \\boxed{A}", MC, False, False),
     ("Both options look plausible.", MC, False, True),
 ])
