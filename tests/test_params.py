@@ -20,7 +20,7 @@ def _error(raw) -> P.ParamsError:
 
 def test_repo_params_are_valid():
     cfg = P.load(REPO / "params.yaml")
-    assert cfg.data.n_train == 40 and cfg.train.methods[3] == "cgd"
+    assert cfg.data.n_train == 36 and cfg.train.methods[3] == "cgd"
     assert isinstance(cfg.train.lr, float)
 
 
