@@ -116,7 +116,8 @@ def test_dvc_repro_runs_the_stage_command_and_caches(tmp_path):
     first = run(dvc, "repro", "--single-item", "sample_data")
     assert first.returncode == 0, first.stdout + first.stderr
     assert "Running stage 'sample_data'" in first.stdout
-    assert len(list(read_jsonl(repo / "data/01_sample/train.jsonl"))) == 48
+    n_train = yaml.safe_load((REPO / "params.yaml").read_text())["data"]["n_train"]
+    assert len(list(read_jsonl(repo / "data/01_sample/train.jsonl"))) == n_train
     assert (repo / "runs/01_sample_data.ipynb").exists()
 
     second = run(dvc, "repro", "--single-item", "sample_data")

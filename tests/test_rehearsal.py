@@ -127,7 +127,10 @@ def test_index_rows_and_expected_items():
     assert rehearsal._index_rows(md) == [{"paper": "Table 1", "files": "`figures/table1.md`", "status": "done"},
                                          {"paper": "Table 2", "files": "—", "status": "not run"}]
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    assert "Table 2" not in rehearsal.expected_items(raw) and "Fig. 7" in rehearsal.expected_items(raw)
+    assert "Table 2" not in rehearsal.expected_items(raw)
+    assert ("Fig. 7" in rehearsal.expected_items(raw)) == bool(raw["ablations"]["lr"]["values"])
+    raw["ablations"]["lr"]["values"] = [2e-5]
+    assert "Fig. 7" in rehearsal.expected_items(raw)
     raw["figures"]["paper_model"] = "LLaMA3.1-8B"  # the base model's profile: Table 3 instead of Table 1
     assert {"Table 3"} <= rehearsal.expected_items(raw) and "Table 1" not in rehearsal.expected_items(raw)
 

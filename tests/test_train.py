@@ -309,7 +309,7 @@ def test_train_notebook_through_papermill(tiny_model, tmp_path):
     pm.execute_notebook(
         str(REPO / "notebooks/05_train.ipynb"), str(tmp_path / "05.ipynb"), kernel_name="cgd",
         progress_bar=False, cwd=str(REPO / "notebooks"),
-        parameters={"overrides": {"student.model": str(tiny_model), "train.global_batch_size": 2},
+        parameters={"overrides": {"student.model": str(tiny_model), "train.global_batch_size": 2, "train.epochs": 1},
                     "method": "cft", "seed": 3, "data_file": str(data),
                     "model_dir": str(tmp_path / "model"), "live_dir": str(tmp_path / "live")})
     summary = read_json(tmp_path / "live" / "metrics.json")
