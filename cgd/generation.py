@@ -196,6 +196,14 @@ class TransformersBackend(Backend):
         return Completion(text, finish, prompt_len, len(kept) + (stop_at is not None))
 
 
+def _option_tokens(tokenizer, options: list[str]) -> tuple[list[list[int]], list[int], bool]:
+    """Each option's token ids, their first tokens, and whether every option is one distinct token
+    (then a greedy token among them picks what the options' log-likelihoods would)."""
+    option_ids = [tokenizer(o, add_special_tokens=False)["input_ids"] for o in options]
+    first = [ids[0] for ids in option_ids]
+    return option_ids, first, all(len(ids) == 1 for ids in option_ids) and len(set(first)) == len(first)
+
+
 # ---------------------------------------------------------------- vLLM
 
 
@@ -370,9 +378,7 @@ class VLLMBackend(Backend):
         whole prompt for them). One engine call for all requests either way."""
         from vllm import SamplingParams
 
-        option_ids = [self.tokenizer(o, add_special_tokens=False)["input_ids"] for o in options]
-        first = [ids[0] for ids in option_ids]
-        single = all(len(ids) == 1 for ids in option_ids) and len(set(first)) == len(first)
+        option_ids, first, single = _option_tokens(self.tokenizer, options)
         out: list[Completion | None] = [None] * len(requests)
         todo, seqs = [], []
         for i, request in enumerate(requests):
@@ -516,9 +522,7 @@ class VLLMServerBackend(Backend):
         """As VLLMBackend.choose: the option whose tokens get the highest log-likelihood as the
         start of the reply; one greedy token among single-token options, else every option's
         prompt_logprobs."""
-        option_ids = [self.tokenizer(o, add_special_tokens=False)["input_ids"] for o in options]
-        first = [ids[0] for ids in option_ids]
-        single = all(len(ids) == 1 for ids in option_ids) and len(set(first)) == len(first)
+        option_ids, first, single = _option_tokens(self.tokenizer, options)
 
         def one(request: Request) -> Completion:
             prompt = self.encode(request)
