@@ -138,7 +138,7 @@ def _sweep_point(args) -> int:
 
     chain, every_epoch = _sweep_chain(args)
     result = sweeps.run_point(args.point, chain, sweeps.parse_assignments(args.set), args.params,
-                              args.ablation, every_epoch, args.kernel)
+                              args.ablation, every_epoch, args.kernel, eval_dir=args.eval_dir)
     if args.metrics:  # DVC keeps metrics outside the cached point folder
         from pathlib import Path
 
@@ -170,18 +170,20 @@ def _server_command(args) -> int:
     from cgd import vllm_server
 
     cfg = P.load(args.params)
-    model = getattr(cfg, args.role)
+    model = P.role_model(cfg, args.role)
+    key = P.role_key(cfg, args.role)
+    served = "student" if key == "student" else args.role  # the name stage 02 serves it under
     on_cpu = args.cpu
     try:
         if args.node_rank == 0:
-            argv = vllm_server.server_command(model, cfg.seed, 8000, args.role, on_cpu)
+            argv = vllm_server.server_command(model, cfg.seed, 8000, served, on_cpu)
         else:
             argv = vllm_server.node_command(model, cfg.seed, args.node_rank, on_cpu)
     except ValueError as exc:
-        print(f"error: {args.role}.nodes is {model.nodes}: {exc}", file=sys.stderr)
+        print(f"error: {key}.nodes is {model.nodes}: {exc}", file=sys.stderr)
         return 2
     except RuntimeError as exc:  # head_address: $NAME with NAME unset
-        print(f"error: {args.role}.{exc}", file=sys.stderr)
+        print(f"error: {key}.{exc}", file=sys.stderr)
         return 2
     if args.exec:
         os.execv(argv[0], argv)
@@ -254,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("server-command", help="the vLLM server command of a role (backend vllm_server); "
                                               "--node-rank K --exec on the K-th other node of several")
     p.add_argument("--params", default="params.yaml")
-    p.add_argument("--role", choices=["student", "teacher"], required=True)
+    p.add_argument("--role", choices=["student", "teacher", "rollout"], required=True,
+                   help="rollout: who writes y' (rollout.model, or the student where it is null)")
     p.add_argument("--node-rank", type=int, default=0, help="0: the head node (the stage's own); 1..nodes-1: the others")
     p.add_argument("--cpu", action="store_true", help="the CPU build's flags (no chunked prefill)")
     p.add_argument("--exec", action="store_true", help="run it (the other nodes), instead of printing it")
@@ -286,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             p.add_argument("point", help="the point's folder")
             p.add_argument("--metrics", help="also copy the point's metrics.json here")
+            p.add_argument("--eval-dir", help="write the graded answers here instead of <point>/eval "
+                                              "(the flaw-source points: under data/06_eval/, for stage 07's pairing)")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="a fixed value: dotted keys override params.yaml, bare keys (method, seed, "
                             "teacher, model) are notebook parameters")

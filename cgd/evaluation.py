@@ -272,30 +272,40 @@ def compare_methods(samples: dict[str, list[dict]], cfg: EvalConfig, seeds: list
     a - b on the same problems: per training seed, and pooled over seeds (each seed's problem pairs
     together). `samples` maps run names ("cgd-seed0") to their graded samples; a claim whose runs
     are missing is left out."""
-    groups = {"avg_group1": [b for b in cfg.benchmarks if benchmarks.REGISTRY[b].group == 1],
-              "avg_group2": [b for b in cfg.benchmarks if benchmarks.REGISTRY[b].group == 2]}
     out = {}
     for claim, (a, b) in CLAIMS.items():
-        present = [s for s in seeds if f"{a}-seed{s}" in samples and f"{b}-seed{s}" in samples]
-        if not present:
-            continue
-        pairs = {s: {bench: _paired_scores(samples[f"{a}-seed{s}"], samples[f"{b}-seed{s}"], bench)
-                     for bench in cfg.benchmarks} for s in present}
-        pooled = {bench: tuple(sum((list(pairs[s][bench][i]) for s in present), []) for i in (0, 1))
-                  for bench in cfg.benchmarks}
-
-        def report(by_bench):
-            r = {bench: stats.paired_difference(*by_bench[bench], cfg.bootstrap_resamples, seed)
-                 for bench in cfg.benchmarks}
-            for g, members in groups.items():
-                if members:
-                    r[g] = stats.paired_group_difference({m: by_bench[m] for m in members},
-                                                         cfg.bootstrap_resamples, seed)
-            return r
-
-        out[claim] = {"a": a, "b": b, "seeds": present,
-                      "per_seed": {str(s): report(pairs[s]) for s in present}, "pooled": report(pooled)}
+        runs_a = {s: samples[f"{a}-seed{s}"] for s in seeds if f"{a}-seed{s}" in samples}
+        runs_b = {s: samples[f"{b}-seed{s}"] for s in seeds if f"{b}-seed{s}" in samples}
+        paired = compare_runs(runs_a, runs_b, cfg, seed)
+        if paired is not None:
+            out[claim] = {"a": a, "b": b, **paired}
     return out
+
+
+def compare_runs(runs_a: dict[int, list[dict]], runs_b: dict[int, list[dict]], cfg: EvalConfig,
+                 seed: int) -> dict | None:
+    """The paired difference a - b per benchmark and paper group average, per training seed and
+    pooled over the seeds both have (each seed's problem pairs together); None without a common
+    seed. `runs_*` map a training seed to that run's graded samples."""
+    groups = {"avg_group1": [b for b in cfg.benchmarks if benchmarks.REGISTRY[b].group == 1],
+              "avg_group2": [b for b in cfg.benchmarks if benchmarks.REGISTRY[b].group == 2]}
+    present = [s for s in runs_a if s in runs_b]
+    if not present:
+        return None
+    pairs = {s: {bench: _paired_scores(runs_a[s], runs_b[s], bench) for bench in cfg.benchmarks} for s in present}
+    pooled = {bench: tuple(sum((list(pairs[s][bench][i]) for s in present), []) for i in (0, 1))
+              for bench in cfg.benchmarks}
+
+    def report(by_bench):
+        r = {bench: stats.paired_difference(*by_bench[bench], cfg.bootstrap_resamples, seed)
+             for bench in cfg.benchmarks}
+        for g, members in groups.items():
+            if members:
+                r[g] = stats.paired_group_difference({m: by_bench[m] for m in members},
+                                                     cfg.bootstrap_resamples, seed)
+        return r
+
+    return {"seeds": present, "per_seed": {str(s): report(pairs[s]) for s in present}, "pooled": report(pooled)}
 
 
 def summary(name: str, path: str, per_benchmark: dict, samples: list[dict]) -> dict:

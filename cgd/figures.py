@@ -362,6 +362,61 @@ def counterfactual_bars(table11: dict, title: str):
     return fig
 
 
+def flaw_source_plot(rows: dict[str, dict], methods: list[str], sources: list[str], title: str):
+    """The flaw-source table as a figure (beyond the paper): per method, the paired accuracy
+    difference (y' by each source - by the student itself) with its 95% CI per benchmark and group
+    average; last, each source's share of incorrect y' and its critiques' accuracy."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="paper")
+    colours = dict(zip([tables.OWN, *sources], sns.color_palette("colorblind", len(sources) + 1)))
+    stats_cols = ["incorrect_yprime", "critique_accuracy"]
+    fig, axes = plt.subplots(1, len(methods) + 1, figsize=(3.6 * (len(methods) + 1) + 1.0, 3.6), squeeze=False)
+    for ax, method in zip(axes[0], methods):
+        cols = [c for c in rows[f"{method}@yprime={tables.OWN}"] if c not in tables.FLAW_DATA_COLUMNS
+                and any(rows[f"delta_{method}@yprime={s}"][c].run is not None for s in sources)]
+        width = 0.8 / max(len(sources), 1)
+        for i, source in enumerate(sources):
+            cells = [rows[f"delta_{method}@yprime={source}"][c] for c in cols]
+            x = np.arange(len(cols)) + (i - (len(sources) - 1) / 2) * width
+            y = np.array([np.nan if c.run is None else c.run for c in cells], dtype=float)
+            lo = np.array([np.nan if c.ci_low is None else c.ci_low for c in cells], dtype=float)
+            hi = np.array([np.nan if c.ci_high is None else c.ci_high for c in cells], dtype=float)
+            err = np.nan_to_num(np.vstack([y - lo, hi - y]))  # no interval: the point alone
+            ax.errorbar(x, y, yerr=err, fmt="o", color=colours[source], capsize=3, label=source)
+            for xi, cell in zip(x, cells):
+                if cell.run is None:
+                    continue
+                p = "" if cell.p_value is None else f"\np={cell.p_value:.2g}"
+                ax.annotate(f"{cell.run:+.1f}{p}", (xi, cell.run), xytext=(4, 0), textcoords="offset points",
+                            fontsize="x-small", va="center")
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_xticks(np.arange(len(cols)), [tables.column_title(c) for c in cols])
+        name = LABELS.get(method, method)
+        ax.set(ylabel="accuracy difference (points), 95% CI",
+               title=f"{name}: y′ by another model − by the student")
+        ax.legend(frameon=False, fontsize="small", title="y′ by")
+    ax = axes[0][-1]
+    shown = [tables.OWN, *sources]
+    width = 0.8 / len(shown)
+    first = rows[f"{methods[0]}@yprime={tables.OWN}"] if methods else {}
+    for i, source in enumerate(shown):
+        cells = rows.get(f"{methods[0]}@yprime={source}", first) if methods else {}
+        values = [cells[c].run if c in cells and cells[c].run is not None else np.nan for c in stats_cols]
+        x = np.arange(len(stats_cols)) + (i - (len(shown) - 1) / 2) * width
+        bars = ax.bar(x, values, width, color=colours[source],
+                      label="the student itself" if source == tables.OWN else source)
+        ax.bar_label(bars, labels=["n/a" if np.isnan(v) else f"{v:.0f}" for v in values], padding=2,
+                     fontsize="x-small")
+    ax.set_xticks(np.arange(len(stats_cols)), [tables.column_title(c) for c in stats_cols])
+    ax.set(ylabel="%", ylim=(0, 110), title="What each source's data hold")
+    ax.legend(frameon=False, fontsize="small", title="y′ by")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 # ---------------------------------------------------------------- INDEX.md
 
 # Paper items this stage cannot draw yet, and what would produce their inputs.
@@ -385,6 +440,9 @@ NOT_BUILT = {
     "Fig. 6": "ablations.epochs.methods, e.g. [cgd] (evaluated after each of ablations.epochs.epochs)",
     "Fig. 7": "ablations.lr.values for ablations.lr.methods (CGD and CFT; paper 1e-6 and 5e-6)",
     "Table 4": "ablations.lr.values for cgd and cft (the paper's 1e-6 and 5e-6)",
+    "Flaw sources (beyond the paper)": "ablations.flaw_source.sources: y' by another model than the student, e.g. "
+                                       "llama3.2-3b: {model: meta-llama/Llama-3.2-3B-Instruct} (the paper profiles set "
+                                       "a smaller model of the student's family; not from the paper)",
 }
 
 

@@ -138,6 +138,14 @@ class DataGenConfig(GenerationConfig):
 
 
 @dataclass(frozen=True)
+class RolloutConfig(DataGenConfig):
+    # Who writes the initial answers y': null = the student (Algorithm 1); or the student.* keys that
+    # differ, e.g. {model: meta-llama/Llama-3.2-3B-Instruct} (the flaw-source ablation's other sources;
+    # the keys left out are the student's). Loading fills in the rest, so this is a full ModelConfig.
+    model: ModelConfig | None
+
+
+@dataclass(frozen=True)
 class CritiqueConfig(DataGenConfig):
     # When a critique has no "Conclusion:" line, ask the teacher a one-word follow-up
     # (right/wrong) and append its answer; rows record conclusion_source either way.
@@ -263,6 +271,17 @@ class TeacherAblation:
 
 
 @dataclass(frozen=True)
+class FlawSourceAblation:
+    """Beyond the paper: who writes y'. Each source reruns stages 02-04 with its model as
+    rollout.model (same questions, teacher, prompts and seeds) and trains `methods` on the result;
+    the student's own rollouts are the main run (the point every source is paired with)."""
+
+    methods: list[Method]
+    # name -> rollout.model (the student.* keys that differ, e.g. {model: org/name}); {} = off
+    sources: dict[str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
 class EpochsAblation:
     """Fig. 6: one run per method over `epochs` epochs, evaluated after every epoch."""
 
@@ -298,6 +317,7 @@ class AblationsConfig:
     mixture: MixtureAblation
     teacher: TeacherAblation
     epochs: EpochsAblation
+    flaw_source: FlawSourceAblation
 
 
 @dataclass(frozen=True)
@@ -308,7 +328,7 @@ class Params:
     webinstruct_cft: WebInstructCftConfig
     student: ModelConfig
     teacher: ModelConfig
-    rollout: DataGenConfig
+    rollout: RolloutConfig
     critique: CritiqueConfig
     refine: RefineConfig
     train: TrainConfig
@@ -346,6 +366,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1 and dataclasses.is_dataclass(options[0]):  # an optional section: its own errors
+            return _coerce(value, options[0], key)
         for arg in args:
             if arg is type(None):
                 continue
@@ -484,45 +507,82 @@ def pipeline_outputs(raw: dict, dvc_yaml: str | Path = "dvc.yaml") -> set[str]:
 def _check_model(key: str, ref: str, produced: set[str]) -> None:
     if not is_local_path(ref):
         return  # hub id: resolved by transformers / vLLM at paper scale
-    if Path(ref).expanduser().exists() or ref.rstrip("/") in produced:
-        return
-    raise ParamsError(
-        key,
-        f"points to '{ref}', which does not exist and no dvc.yaml stage produces",
-        "give an existing HF model folder, a hub id such as meta-llama/Llama-3.1-8B-Instruct, "
-        "or run `dvc repro convert_model` for the embedded model",
-    )
+    path = Path(ref).expanduser()
+    if ref.rstrip("/") in produced and not path.exists():
+        return  # a stage builds it before it is loaded
+    if not path.exists():
+        raise ParamsError(
+            key,
+            f"points to '{ref}', which does not exist and no dvc.yaml stage produces",
+            "give an existing HF model folder, a hub id such as meta-llama/Llama-3.1-8B-Instruct, "
+            "or run `dvc repro convert_model` for the embedded model",
+        )
+    if not (path / "config.json").is_file():
+        raise ParamsError(key, f"points to '{ref}', which has no config.json: transformers and vLLM cannot "
+                          "load it as a model", "give a Hugging Face model folder (config.json, weights, "
+                          "tokenizer) or a hub id; the embedded GGUF is converted by `dvc repro convert_model`")
+
+
+# Which model each generating stage loads: the rollout's author (the student unless rollout.model
+# is set), the teacher, and the student being evaluated.
+STAGE_ROLES = (("rollout", "rollout"), ("critique", "teacher"), ("refine", "teacher"), ("eval.generation", "student"))
+LOCAL_BACKENDS = ("transformers", "vllm", "vllm_server")  # backend openai: the endpoint's name, not a path
+
+
+def role_model(params: Params, role: str) -> ModelConfig:
+    """A role's model settings: student, teacher, or rollout (who writes y': rollout.model, else
+    the student)."""
+    if role == "rollout":
+        return params.rollout.model or params.student
+    return getattr(params, role)
+
+
+def role_key(params: Params, role: str) -> str:
+    """The params key holding a role's model settings (rollout.model where it is set)."""
+    if role == "rollout":
+        return "student" if params.rollout.model is None else "rollout.model"
+    return role
+
+
+def _check_engine(m: ModelConfig, key: str, stages: list[tuple[str, str]], produced: set[str]) -> None:
+    """One model's settings against the backends of the stages that load it; `key` names it."""
+    for stage, backend in stages:
+        if backend == "vllm" and m.data_parallel_size > 1:
+            raise ParamsError(f"{key}.data_parallel_size", f"is {m.data_parallel_size}, but {stage}.backend is vllm, "
+                              "one in-process engine (vLLM's offline LLM refuses data parallelism for dense models)",
+                              f"set {stage}.backend: vllm_server (vLLM's server, started by the stage), or 1")
+    if m.data_parallel_size % m.nodes:
+        raise ParamsError(f"{key}.nodes", f"is {m.nodes}, which does not divide {key}.data_parallel_size "
+                          f"({m.data_parallel_size}): each node runs the same number of replicas",
+                          f"set {key}.data_parallel_size to a multiple of {m.nodes}")
+    if m.nodes > 1 and not m.head_address:
+        raise ParamsError(f"{key}.head_address", f"is null, but {key}.nodes is {m.nodes}",
+                          "give the head node's address that the other nodes reach (e.g. 10.0.0.1), "
+                          "or $NAME to read it from an environment variable (e.g. $MASTER_ADDR)")
+    if m.head_address and m.head_address.startswith("$") and not m.head_address[1:].isidentifier():
+        raise ParamsError(f"{key}.head_address", f"is {m.head_address!r}: after '$' comes an environment "
+                          "variable's name", "write e.g. $MASTER_ADDR, or the address itself")
+    if any(backend in LOCAL_BACKENDS for _, backend in stages):
+        _check_model(f"{key}.model", m.model, produced)
+
+
+def _engines(params: Params) -> dict[str, tuple[ModelConfig, list[tuple[str, str]]]]:
+    """params key -> (model settings, the (stage, backend) pairs that load them)."""
+    out: dict[str, tuple[ModelConfig, list[tuple[str, str]]]] = {
+        "student": (params.student, []), "teacher": (params.teacher, [])}
+    for stage, role in STAGE_ROLES:
+        backend = params.eval.generation.backend if stage == "eval.generation" else getattr(params, stage).backend
+        out.setdefault(role_key(params, role), (role_model(params, role), []))[1].append((stage, backend))
+    return out
 
 
 def validate(params: Params, raw: dict, dvc_yaml: str | Path = "dvc.yaml") -> None:
     produced = pipeline_outputs(raw, dvc_yaml)
-    # With backend openai the model is whatever name the endpoint serves, not a path to check.
-    local = ("transformers", "vllm", "vllm_server")
-    for stage, role in (("rollout", "student"), ("critique", "teacher"), ("refine", "teacher"),
-                        ("eval.generation", "student")):
-        backend = params.eval.generation.backend if stage == "eval.generation" else getattr(params, stage).backend
-        dp = getattr(params, role).data_parallel_size
-        if backend == "vllm" and dp > 1:
-            raise ParamsError(f"{role}.data_parallel_size", f"is {dp}, but {stage}.backend is vllm, one in-process "
-                              "engine (vLLM's offline LLM refuses data parallelism for dense models)",
-                              f"set {stage}.backend: vllm_server (vLLM's server, started by the stage), or 1")
-    for role in ("student", "teacher"):
-        m = getattr(params, role)
-        if m.data_parallel_size % m.nodes:
-            raise ParamsError(f"{role}.nodes", f"is {m.nodes}, which does not divide {role}.data_parallel_size "
-                              f"({m.data_parallel_size}): each node runs the same number of replicas",
-                              f"set {role}.data_parallel_size to a multiple of {m.nodes}")
-        if m.nodes > 1 and not m.head_address:
-            raise ParamsError(f"{role}.head_address", f"is null, but {role}.nodes is {m.nodes}",
-                              "give the head node's address that the other nodes reach (e.g. 10.0.0.1), "
-                              "or $NAME to read it from an environment variable (e.g. $MASTER_ADDR)")
-        if m.head_address and m.head_address.startswith("$") and not m.head_address[1:].isidentifier():
-            raise ParamsError(f"{role}.head_address", f"is {m.head_address!r}: after '$' comes an environment "
-                              "variable's name", "write e.g. $MASTER_ADDR, or the address itself")
-    if params.rollout.backend in local or params.eval.generation.backend in local:
-        _check_model("student.model", params.student.model, produced)
-    if params.critique.backend in local or params.refine.backend in local:
-        _check_model("teacher.model", params.teacher.model, produced)
+    if isinstance(raw.get("rollout", {}).get("model"), dict) and not raw["rollout"]["model"]:
+        raise ParamsError("rollout.model", "is an empty mapping", "give the student.* keys that differ "
+                          "(e.g. {model: meta-llama/Llama-3.2-3B-Instruct}), or null for the student's own answers")
+    for key, (m, stages) in _engines(params).items():
+        _check_engine(m, key, stages, produced)
     t = params.train
     if not t.methods:
         raise ParamsError("train.methods", "is empty", f"list one or more of {', '.join(METHODS)}")
@@ -663,10 +723,53 @@ def _validate_ablations(params: Params, raw: dict, produced: set[str]) -> None:
                                   "changes more than the teacher",
                                   f"only {', '.join(s + '.*' for s in TEACHER_SECTIONS)} keys may differ")
         try:  # the teacher's settings must be valid params themselves
-            teacher = _build(Params, apply_overrides(raw, overrides), "").teacher
+            teacher = build(apply_overrides(raw, overrides)).teacher
         except ParamsError as exc:
             raise ParamsError(f"ablations.teacher.teachers.{name}", f"sets an invalid value: {exc}") from exc
         _check_model(f"ablations.teacher.teachers.{name}.teacher.model", teacher.model, produced)
+    _validate_flaw_sources(params, raw, produced)
+
+
+# Methods whose training data hold no y' and nothing that follows from it: a flaw source cannot change them.
+NOT_FROM_YPRIME = {"sft": "trains on the reference solutions", "cft_gpt4o": "trains on WebInstruct-CFT's GPT-4o critiques"}
+
+
+def _validate_flaw_sources(params: Params, raw: dict, produced: set[str]) -> None:
+    fs = params.ablations.flaw_source
+    if not fs.sources:
+        return
+    if not fs.methods:
+        raise ParamsError("ablations.flaw_source.methods", "is empty while ablations.flaw_source.sources is set",
+                          "list the methods to train on each source's data (e.g. [cgd]), or set sources to {}")
+    if len(set(fs.methods)) != len(fs.methods):
+        raise ParamsError("ablations.flaw_source.methods", f"lists a method twice ({fs.methods})", "remove the duplicate")
+    for method in fs.methods:
+        if method in NOT_FROM_YPRIME:
+            raise ParamsError("ablations.flaw_source.methods", f"lists {method}, which {NOT_FROM_YPRIME[method]}: "
+                              "who wrote y' cannot change it", "list methods that train on y' or the teacher's "
+                              "outputs: cgd, cgd_no_critique, cft, distilled_sft")
+        if method not in params.train.methods:
+            raise ParamsError("ablations.flaw_source.methods", f"lists {method}, which train.methods lacks: the "
+                              "student's own rollouts are the main run's, the point every source is compared with",
+                              f"add {method} to train.methods, or remove it here")
+    if params.rollout.model is not None:
+        raise ParamsError("rollout.model", "is set while ablations.flaw_source.sources is on: the main run must be "
+                          "the student's own rollouts, the point every source is compared with",
+                          "set rollout.model: null, or ablations.flaw_source.sources: {}")
+    for name, spec in fs.sources.items():
+        key = f"ablations.flaw_source.sources.{name}"
+        if not POINT_NAME.match(name) or name == "student":
+            raise ParamsError(key, "is not a usable source name" + (" ('student' is the main run)" if name == "student" else ""),
+                              "use letters, digits, '.', '-' or '_', e.g. llama3.2-3b")
+        if not isinstance(spec, dict) or not spec:
+            raise ParamsError(key, f"is {spec!r}; expected the student.* keys that differ",
+                              "e.g. {model: meta-llama/Llama-3.2-3B-Instruct}")
+        try:  # the source's settings are valid rollout.model settings
+            source = build(apply_overrides(raw, {"rollout.model": spec})).rollout.model
+        except ParamsError as exc:
+            inner = exc.key.removeprefix("rollout.model") if exc.key.startswith("rollout.model") else f" ({exc.key})"
+            raise ParamsError(key + inner, str(exc).split(f"'{exc.key}' ", 1)[-1]) from exc
+        _check_engine(source, key, [("rollout", params.rollout.backend)], produced)
 
 
 # ---------------------------------------------------------------- loading
@@ -690,8 +793,21 @@ def apply_overrides(raw: dict, overrides: dict[str, Any]) -> dict:
     return out
 
 
+def _fill_rollout_model(raw: dict) -> dict:
+    """rollout.model as written holds the student.* keys that differ; the rest are the student's."""
+    given = (raw.get("rollout") or {}).get("model") if isinstance(raw.get("rollout"), dict) else None
+    if not isinstance(given, dict) or not isinstance(raw.get("student"), dict):
+        return raw
+    return {**raw, "rollout": {**raw["rollout"], "model": {**raw["student"], **given}}}
+
+
+def build(raw: dict) -> Params:
+    """Typed params from a raw mapping (types and ranges only; `from_dict` also validates)."""
+    return _build(Params, _fill_rollout_model(raw), "")
+
+
 def from_dict(raw: dict, dvc_yaml: str | Path = "dvc.yaml") -> Params:
-    params = _build(Params, raw, "")
+    params = build(raw)
     validate(params, raw, dvc_yaml)
     return params
 

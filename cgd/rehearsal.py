@@ -38,7 +38,7 @@ from cgd import params as P
 REPO = Path(__file__).resolve().parents[1]
 # This interpreter's own dvc (the venv's), so an un-activated `.venv/bin/python -m cgd rehearse` works.
 DVC = str(Path(sys.executable).with_name("dvc")) if Path(sys.executable).with_name("dvc").exists() else "dvc"
-# The profile that expands to every stage kind and the most stages (73): the rehearsal that covers
+# The profile that expands to every stage kind and the most stages (77): the rehearsal that covers
 # the most code paths. CI rehearses CI_PROFILE instead while that one does not fit CI's 45 minutes
 # on every machine kind: from a fresh clone it took 18.2 min on the AMD kind with AVX512-BF16 but
 # ~32 min on the one without AVX512 (28.4 min with its stand-ins cached), after `make test` (~22 min
@@ -78,6 +78,8 @@ SWAP_KEYS = {
     "student.model": "a stand-in in the model's shape (cgd/standins.py); hub weights cannot be downloaded here",
     "teacher.model": "as student.model",
     "ablations.teacher.teachers": "each teacher's model id -> its stand-in, tensor parallel 1; other overrides kept",
+    "rollout.model": "its model id -> its stand-in, and its GPU settings as the student's swaps (null stays null)",
+    "ablations.flaw_source.sources": "each source's model id -> its stand-in, and its GPU settings as the student's swaps",
     "data.hub_id": "the fixture in the hub layout (cgd/mirror.py), as an air-gapped cluster sets it",
     "webinstruct_cft.hub_id": "as data.hub_id", "diagnostics.hub_id": "as data.hub_id",
     "eval.hub_mirror": "a local folder of the hub benchmarks in their layout",
@@ -124,7 +126,7 @@ KEEP = {
     "figures.formats", "figures.dpi", "figures.paper_model",
     "ablations.lr.methods", "ablations.lr.values", "ablations.mixture.method",
     "ablations.mixture.incorrect_fractions", "ablations.mixture.label_source", "ablations.teacher.method",
-    "ablations.epochs.methods", "ablations.epochs.epochs",
+    "ablations.epochs.methods", "ablations.epochs.epochs", "ablations.flaw_source.methods",
     "diagnostics.source", "diagnostics.revision", "diagnostics.split", "diagnostics.models",
     "diagnostics.attention_phases",
 }
@@ -201,6 +203,23 @@ def overlay(raw: dict, scratch: Path, models: dict[str, str]) -> tuple[dict, lis
             over["teacher.dtype"] = "float32"
         teachers[name] = over
     swap("ablations.teacher.teachers", teachers)
+    # A flaw source (rollout.model) keeps the student's settings but for the keys it sets: those get
+    # the student's swaps (one CPU process, a KV cache in GiB, no CUDA graphs).
+    def author(spec):
+        if spec is None:
+            return None
+        spec = dict(spec)
+        if "model" in spec:
+            spec["model"] = models.get(spec["model"], spec["model"])
+        for key, value in SWAP_VALUES.items():
+            if key.startswith("student.") and key.removeprefix("student.") in spec:
+                spec[key.removeprefix("student.")] = value
+        if "dtype" in spec and not bf16_supported():
+            spec["dtype"] = "float32"
+        return spec
+    swap("rollout.model", author(_get(raw, "rollout.model")))
+    swap("ablations.flaw_source.sources",
+         {name: author(spec) for name, spec in (_get(raw, "ablations.flaw_source.sources") or {}).items()})
     hub = scratch / "hub"
     if raw["data"]["source"] in POOL_OF_SOURCE:
         swap("data.hub_id", str(hub / POOL_OF_SOURCE[raw["data"]["source"]]))
@@ -223,6 +242,8 @@ def hub_models(raw: dict) -> list[str]:
     """Every hub model id the profiled params name (student, teacher, Table 8's teachers)."""
     ids = [raw["student"]["model"], raw["teacher"]["model"]]
     ids += [o.get("teacher.model") for o in (raw["ablations"]["teacher"]["teachers"] or {}).values()]
+    ids += [(raw["rollout"].get("model") or {}).get("model")]
+    ids += [o.get("model") for o in (raw["ablations"].get("flaw_source", {}).get("sources") or {}).values()]
     return [m for m in dict.fromkeys(ids) if m and not Path(m).exists()]
 
 
@@ -251,11 +272,15 @@ def shape(raw: dict, stages: list[str]) -> dict:
         "rollout": {"prompts": n, "max_tokens": n * raw["rollout"]["max_new_tokens"]},
         "critique": {"prompts": n, "max_tokens": n * raw["critique"]["max_new_tokens"]},
         "refine": {"prompts": n, "max_tokens": n * raw["refine"]["max_new_tokens"]},
+        # each flaw source reruns stages 02-04 on the same questions (ablations.flaw_source)
+        "stages 02-04 per flaw source": {
+            "prompts": 3 * n, "max_tokens": n * sum(raw[s]["max_new_tokens"] for s in ("rollout", "critique", "refine"))},
         "eval (each)": {"prompts": problems + passk,
                         "max_tokens": problems * ev["generation"]["max_new_tokens"] + passk * ev["generation"]["max_new_tokens"]},
     }
     return {"stages": len(stages), "trainings": len(trainings), "evaluations": len(evals),
-            "ablation_points": len(ablations), "generation": gen,
+            "ablation_points": len(ablations), "flaw_sources": sum(s.startswith("flaw_source_data@") for s in stages),
+            "generation": gen,
             "optimizer_steps_per_main_run": steps,
             "optimizer_steps_per_mixture_point": math.ceil((mix["total"] or 0) / t["global_batch_size"]) * t["epochs"],
             "evaluation_runs": len(evals) + len(ablations)}
@@ -353,6 +378,10 @@ def expected_items(raw: dict) -> set[str]:
         on.add("Fig. 5")
     if ab["epochs"]["methods"]:
         on.add("Fig. 6")
+    if ab["flaw_source"]["sources"]:
+        from cgd.flaw_source import ITEM
+
+        on.add(ITEM)
     if len(raw["train"]["seeds"]) > 1:
         on.add("Seeds (App. A)")
     return on

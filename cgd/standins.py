@@ -96,6 +96,16 @@ FAMILIES = {
                    ("<|im_end|>", "<|endoftext|>"), "<|endoftext|>", 32768,
                    {"rope_theta": 1e6, "use_sliding_window": False, "tie_word_embeddings": False},
                    think=("<|im_start|>think\n", "<|im_start|>answer\n")),
+    # Qwen2.5's instruct models (s1.1's base, without its think markers)
+    "qwen2.5-instruct": Family("qwen2.5-instruct", "qwen2", "trl:qwen2_5", _QWEN_SPECIALS, None, "<|im_end|>",
+                               ("<|im_end|>", "<|endoftext|>"), "<|endoftext|>", 32768,
+                               {"rope_theta": 1e6, "use_sliding_window": False, "tie_word_embeddings": True}),
+    # Mistral-7B-Instruct-v0.1, Mixtral's dense sibling: the same [INST] layout and tokens (the stand-in
+    # reuses Mixtral-v0.1's template; Mistral's own tokenizer_config.json was not read here)
+    "mistral-instruct": Family("mistral-instruct", "mistral", MIXTRAL_TEMPLATE, ("<unk>", "<s>", "</s>"),
+                               "<s>", "</s>", ("</s>",), None, 32768,
+                               {"rope_theta": 10000.0, "sliding_window": 4096, "tie_word_embeddings": False},
+                               adds_bos=True),
 }
 
 # Hub id -> (family, whether the real model ties its embeddings, layers). Sizes differ so a
@@ -108,6 +118,16 @@ HUB_MODELS = {
     "allenai/OLMo-2-1124-7B-Instruct": ("olmo2-instruct", {}),
     "simplescaling/s1.1-3B": ("s1.1", {"tie_word_embeddings": True}),  # Qwen2.5-3B ties them
     "simplescaling/s1.1-32B": ("s1.1", {"num_hidden_layers": 3}),
+    # The paper profiles' second flaw source (ablations.flaw_source, not from the paper): a smaller
+    # model of each student's family. LLaMA-3.2 ties its embeddings and stretches RoPE 32x.
+    "meta-llama/Llama-3.2-3B-Instruct": ("llama3-instruct", {"tie_word_embeddings": True, "rope_scaling": {
+        **_LLAMA3_ROPE["rope_scaling"], "factor": 32.0}}),
+    "meta-llama/Llama-3.2-3B": ("llama3-base", {"tie_word_embeddings": True, "rope_scaling": {
+        **_LLAMA3_ROPE["rope_scaling"], "factor": 32.0}}),
+    "Qwen/Qwen2.5-1.5B-Instruct": ("qwen2.5-instruct", {}),
+    "mistralai/Mistral-7B-Instruct-v0.1": ("mistral-instruct", {}),
+    # OLMo-2's 1B (April 2025); the stand-in reuses the 1124 models' template (its own was not read here)
+    "allenai/OLMo-2-0425-1B-Instruct": ("olmo2-instruct", {}),
 }
 
 

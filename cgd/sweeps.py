@@ -49,6 +49,10 @@ ABLATIONS = {
     "mixture": Ablation(("mixture", "05_train", "06_eval"), "refine.incorrect_fraction"),
     "teacher": Ablation(("03_critique", "04_refine", "05_train", "06_eval"), "teacher"),
     "epochs": Ablation(("05_train", "06_eval"), "train.epochs", every_epoch=True),
+    # Beyond the paper: who writes y'. A source's stages 02-04 run once (flaw_source_data), then
+    # each method and seed trains on them (flaw_source); the student's own point is the main run.
+    "flaw_source_data": Ablation(("02_rollout", "03_critique", "04_refine"), "flaw_source"),
+    "flaw_source": Ablation(("05_train", "06_eval"), "flaw_source"),
 }
 
 
@@ -98,7 +102,8 @@ def point_name(values: dict) -> str:
 def resolve(values: dict, raw: dict) -> tuple[dict, dict]:
     """Split a point's values into params.yaml overrides (dotted keys) and notebook parameters
     (bare keys: method, seed, ...). A bare `teacher` names an entry of ablations.teacher.teachers,
-    whose overrides it brings in."""
+    whose overrides it brings in; a bare `flaw_source` an entry of ablations.flaw_source.sources,
+    which becomes rollout.model (the value stays a bare key: the point's records name it)."""
     overrides = {k: v for k, v in values.items() if "." in k}
     bare = {k: v for k, v in values.items() if "." not in k}
     if "teacher" in bare:
@@ -107,6 +112,15 @@ def resolve(values: dict, raw: dict) -> tuple[dict, dict]:
             raise P.ParamsError("ablations.teacher.teachers", f"has no teacher named '{bare['teacher']}'",
                                 f"add it, or use one of: {', '.join(teachers) or '(none)'}")
         overrides.update(teachers[bare.pop("teacher")])
+    if "flaw_source" in bare:
+        sources = raw.get("ablations", {}).get("flaw_source", {}).get("sources") or {}
+        if bare["flaw_source"] not in sources:
+            raise P.ParamsError("ablations.flaw_source.sources", f"has no source named '{bare['flaw_source']}'",
+                                f"add it, or use one of: {', '.join(sources) or '(none)'}")
+        overrides["rollout.model"] = sources[bare.pop("flaw_source")]
+        # Inside the point its source is the rollout model; the grid (whose main run must be the
+        # student's own rollouts, params validation says) is not the point's.
+        overrides["ablations.flaw_source.sources"] = {}
     return overrides, bare
 
 
@@ -114,9 +128,13 @@ def resolve(values: dict, raw: dict) -> tuple[dict, dict]:
 
 
 def plan(chain: tuple[str, ...] | list[str], values: dict, point: Path, params_file: str, raw: dict,
-         every_epoch: bool = False) -> list[Step]:
+         every_epoch: bool = False, eval_dir: str | Path | None = None) -> list[Step]:
     """The steps of one point with their parameters: each step writes into the point folder and
-    reads what an earlier step of the chain produced, or else the main pipeline's file."""
+    reads what an earlier step of the chain produced, or else the main pipeline's file. `eval_dir`
+    puts the trained model's graded answers there instead of <point>/eval (the flaw-source points
+    write them under data/06_eval/, where stage 07 pairs them with the main runs' answers)."""
+    if eval_dir is not None and every_epoch:
+        raise ValueError("eval_dir takes one evaluation; every_epoch makes one per epoch")
     unknown = [s for s in chain if s not in STEPS]
     if unknown or not chain:
         raise ValueError(f"unknown step(s) {unknown or chain}; steps are {', '.join(STEPS)}")
@@ -166,7 +184,7 @@ def plan(chain: tuple[str, ...] | list[str], values: dict, point: Path, params_f
                 suffix = "" if epoch is None else f"-epoch{epoch}"
                 steps.append(Step(name, f"06_eval{suffix}", {
                     **common, **_declared(name, bare), "model": run + suffix, "model_path": path,
-                    "out_dir": str(point / "eval" / f"epoch{epoch}" if suffix else point / "eval"),
+                    "out_dir": str(point / "eval" / f"epoch{epoch}" if suffix else eval_dir or point / "eval"),
                     "metrics_file": str(m / f"eval{suffix}.json")}, epoch))
             continue
         steps.append(Step(name, name, _merge(common, _declared(name, bare), p)))
@@ -254,7 +272,7 @@ def point_fingerprint(chain, values: dict, every_epoch: bool, raw: dict) -> str:
 
 def run_point(point: str | Path, chain, values: dict, params_file: str = "params.yaml",
               ablation: str | None = None, every_epoch: bool = False, kernel: str = "cgd",
-              execute=execute_notebook) -> dict:
+              execute=execute_notebook, eval_dir: str | Path | None = None) -> dict:
     """Run (or finish) one point; returns its metrics.json content, with "status" done or skipped."""
     point = Path(point)
     raw = yaml.safe_load(Path(params_file).read_text())
@@ -264,7 +282,7 @@ def run_point(point: str | Path, chain, values: dict, params_file: str = "params
     summary_path = point / "metrics.json"
     if summary_path.exists() and io.read_json(summary_path).get("fingerprint") == fp:
         return {**io.read_json(summary_path), "status": "skipped"}
-    steps = plan(chain, values, point, params_file, raw, every_epoch)
+    steps = plan(chain, values, point, params_file, raw, every_epoch, eval_dir)
     for step in steps:
         marker = point / "done" / f"{step.label}.json"
         if marker.exists() and io.read_json(marker).get("fingerprint") == fp:
@@ -287,7 +305,7 @@ def collect(point: Path, steps: list[Step], values: dict, overrides: dict, ablat
             chain: list[str], fp: str) -> dict:
     """metrics.json of a point: what it is, what each step took, and the metrics figures read."""
     result = {"ablation": ablation, "values": values, "overrides": overrides, "chain": chain,
-              "fingerprint": fp, "wall_s": {}, "train": None, "mixture": None, "eval": {}}
+              "fingerprint": fp, "wall_s": {}, "data": {}, "train": None, "mixture": None, "eval": {}}
     for step in steps:
         result["wall_s"][step.label] = io.read_json(point / "done" / f"{step.label}.json")["wall_s"]
         if step.name == "05_train":
@@ -296,10 +314,15 @@ def collect(point: Path, steps: list[Step], values: dict, overrides: dict, ablat
                                                      "train_loss", "final_loss", "wall_s")}
         elif step.name == "mixture":
             result["mixture"] = io.read_json(step.parameters["metrics_file"])
+        elif step.name in ("01_sample_data", "02_rollout", "03_critique", "04_refine"):
+            # the stage reports (rows, statuses, student accuracy, critique accuracy, mixture)
+            m = io.read_json(step.parameters["metrics_file"])
+            result["data"][step.name] = {k: v for k, v in m.items() if k != "provenance"}
         elif step.name == "06_eval":
             m = io.read_json(step.parameters["metrics_file"])
             result["eval"][step.label] = {
                 "model": m.get("model"), "epoch": step.epoch, "groups": m.get("groups"),
+                "samples": str(Path(step.parameters["out_dir"]) / "samples.jsonl"),
                 "benchmarks": {b: {"group": v.get("group"), "accuracy": v["accuracy"]}
                                for b, v in m.get("benchmarks", {}).items()}}
     return result
@@ -383,6 +406,17 @@ def is_current(point: dict, cfg: P.Params) -> bool:
     """Whether a DVC ablation point belongs to the grid params.yaml asks for now: metrics of points
     since switched off stay in git, but no table or figure uses them."""
     a, v = cfg.ablations, point["values"]
+    if point["ablation"] in ("flaw_source_data", "flaw_source"):
+        # the source's model settings as params name them now (a changed spec is another source)
+        given = dict(point.get("overrides") or {})
+        given.pop("eval.general.tasks", None)
+        given.pop("ablations.flaw_source.sources", None)
+        spec = a.flaw_source.sources.get(v.get("flaw_source"))
+        if spec is None or given != {"rollout.model": spec}:
+            return False
+        if point["ablation"] == "flaw_source_data":
+            return True
+        return v.get("method") in a.flaw_source.methods and v.get("seed") in cfg.train.seeds
     if v.get("seed") not in cfg.train.seeds:
         return False
     if point["ablation"] == "lr":

@@ -53,6 +53,7 @@ class Cell:
     applies: bool = True  # False: the cell has no meaning for its row (CGD minus itself) and reads "—"
     comparable: bool = True  # False: another student or method than the paper's; no difference
     paper_only: bool = False  # a row the paper reports and this pipeline never runs (SimpleRL-Zero)
+    beyond_paper: bool = False  # a table the paper has no numbers for: the run's value alone
 
     @property
     def diff(self) -> float | None:
@@ -71,6 +72,8 @@ class Cell:
             run += f" [{self.ci_low:.{d}f}, {self.ci_high:.{d}f}]"
         if self.run is not None and self.p_value is not None:
             run += f" p={self.p_value:.2g}"
+        if self.beyond_paper:
+            return run
         paper_ = "–" if self.paper is None else f"{'' if self.comparable else 'ref. '}{self.paper:.{d}f}"
         diff = "" if self.diff is None else f" ({self.diff:+.{d}f})"
         return f"{run} / {paper_}{diff}"
@@ -318,6 +321,66 @@ def table8(base: dict[str, dict], runs_by_teacher: dict[str, dict[str, dict]], p
     return columns, rows
 
 
+# ---------------------------------------------------------------- beyond the paper: flaw sources
+
+# What each source's data look like, beside the accuracies: a weaker source changes the mixture.
+FLAW_DATA_COLUMNS = ["incorrect_yprime", "critique_accuracy", "train_rows"]
+OWN = "student"  # the flaw-source table's name for the student's own rollouts (the main run)
+
+
+def flaw_source_stats(rollout: dict, critique: dict, refine: dict) -> dict[str, float | int | None]:
+    """A source's data from its stage 02-04 reports: the share of its verifiable y' the verifier
+    marks incorrect (%), the critiques' conclusions agreeing with the verifier (%), and the rows of
+    stage 04's mixture the methods train on."""
+    verifiable, correct = rollout.get("student_verifiable") or 0, rollout.get("student_correct") or 0
+    acc = critique.get("critique_accuracy")
+    return {"incorrect_yprime": round(100 * (verifiable - correct) / verifiable, 1) if verifiable else None,
+            "critique_accuracy": None if acc is None else round(100 * acc, 1),
+            "train_rows": (refine.get("mixture") or {}).get("in_mixture")}
+
+
+def flaw_source_table(methods: list[str], own: dict[str, dict], by_source: dict[str, dict[str, dict]],
+                      data: dict[str, dict], paired: dict[str, dict[str, dict]]) -> tuple[list[str], dict]:
+    """Beyond the paper: each method trained on y' from the student itself (the main runs, `own`) and
+    from each other source (`by_source`: source -> run name -> eval metrics), in Table 1's columns,
+    and the paired difference source - own (`paired`: source -> method -> compare_runs' pooled
+    report, with its bootstrap CI and McNemar p). `data` gives each source's (and OWN's)
+    flaw_source_stats. Rows "cgd@yprime=<source>" and "delta_cgd@yprime=<source>"."""
+    from dataclasses import replace
+
+    bench_cols = list(paper.GROUP1) + ["avg_group1"] + list(paper.GROUP2) + ["avg_group2"]
+    columns = bench_cols + FLAW_DATA_COLUMNS
+
+    def data_cells(source: str) -> dict[str, Cell]:
+        stats = data.get(source) or {}
+        return {c: Cell(stats.get(c), None, None, None, digits=0 if c == "train_rows" else 1)
+                for c in FLAW_DATA_COLUMNS}
+
+    rows: dict[str, dict[str, Cell]] = {}
+    for method in methods:
+        mine = by_method(own).get(method, [])
+        rows[f"{method}@yprime={OWN}"] = {**{c: _cell(run_value(mine, c), None) for c in bench_cols},
+                                          **data_cells(OWN)}
+        for source, metrics in by_source.items():
+            runs = by_method(metrics).get(method, [])
+            cells = {c: _cell(run_value(runs, c), None) for c in bench_cols}
+            rows[f"{method}@yprime={source}"] = {**cells, **data_cells(source)}
+            delta = {}
+            for c in bench_cols:
+                pair = (paired.get(source) or {}).get(method, {}).get(c)
+                if cells[c].run is None or rows[f"{method}@yprime={OWN}"][c].run is None or not pair \
+                        or pair.get("diff") is None:
+                    delta[c] = Cell(None, None, None, None)
+                    continue
+                lo, hi = pair["ci_low"], pair["ci_high"]
+                delta[c] = Cell(round(pair["diff"], 1), None if lo is None else round(lo, 1),
+                                None if hi is None else round(hi, 1), None, pair.get("p_value"))
+            rows[f"delta_{method}@yprime={source}"] = {
+                **delta, **{c: Cell(None, None, None, None, applies=False) for c in FLAW_DATA_COLUMNS}}
+    rows = {name: {c: replace(cell, beyond_paper=True) for c, cell in cells.items()} for name, cells in rows.items()}
+    return columns, rows
+
+
 # ---------------------------------------------------------------- Appendix C (stage 08)
 
 # Table 9's "Baseline SFT" row is the paper's starting model, our base student.
@@ -386,7 +449,9 @@ def column_title(key: str) -> str:
             "sd": "Std. dev.", "minus_cgd": "− CGD (paired)", "grad_norm_mean": "Mean gradient norm",
             "grad_norm_std": "Std. dev. gradient norm", "factual": "Factual critique",
             "counterfactual": "Counterfactual critique",
-            "factual_minus_counterfactual": "Factual − counterfactual"}.get(key, key)
+            "factual_minus_counterfactual": "Factual − counterfactual",
+            "incorrect_yprime": "Incorrect y′ (%)", "critique_accuracy": "Critique acc. (%)",
+            "train_rows": "Training rows"}.get(key, key)
 
 
 def to_frame(columns: list[str], rows: dict[str, dict[str, Cell]]):
@@ -404,6 +469,12 @@ def method_title(key: str) -> str:
              "with_minus_without": "With − without (paired)"}.get(method) or METHOD_TITLES.get(method, method)
     if not setting:
         return title
+    if setting.startswith("yprime="):  # the flaw-source table
+        source = setting.removeprefix("yprime=")
+        if method.startswith("delta_"):
+            name = METHOD_TITLES.get(method.removeprefix("delta_"), method).removeprefix("+ ")
+            return f"Δ {name}: y′ by {source} − by the student (paired)"
+        return f"{title.removeprefix('+ ')} (y′ by {'the student itself' if source == OWN else source})"
     kind = "LR" if re.fullmatch(r"[\d.e+-]+", setting) else "teacher"
     return f"{title.removeprefix('+ ')} ({kind} = {setting})"
 

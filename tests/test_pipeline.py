@@ -12,22 +12,36 @@ REPO = Path(__file__).resolve().parents[1]
 STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
 
 
+def _every_ablation_on(raw: dict) -> dict:
+    """The demo's params with one point in every ablation, so each matrix stage has items to check."""
+    raw = yaml.safe_load(yaml.safe_dump(raw))
+    ab = raw["ablations"]
+    ab["lr"]["values"], ab["mixture"]["incorrect_fractions"], ab["epochs"]["methods"] = [5e-6], [0.5], ["cgd"]
+    ab["teacher"]["teachers"] = {"big": {"teacher.model": "org/Big-70B"}}
+    ab["flaw_source"]["sources"] = {"small": {"model": "org/Small-1B"}}
+    return raw
+
+
 @pytest.mark.parametrize("name", list(STAGES))
 def test_stage_declares_existing_deps_and_known_params(name, raw_params):
     stage = STAGES[name]
+    raw = _every_ablation_on(raw_params)
     # A dep is a file in the repo or (inside) an output of an upstream stage.
-    outs = P.pipeline_outputs(raw_params, REPO / "dvc.yaml")
-    for item in P._matrix_items(stage, raw_params):
+    outs = P.pipeline_outputs(raw, REPO / "dvc.yaml")
+    items = P._matrix_items(stage, raw)
+    assert items, f"{name}: no matrix item even with every ablation on"
+    assert stage.get("params"), f"{name}: declare the params sections it reads"
+    for item in items:
         for dep in stage.get("deps", []):
-            dep = P.resolve_template(dep, {**raw_params, "item": item})
+            dep = P.resolve_template(dep, {**raw, "item": item})
             produced = any(dep == o or dep.startswith(o.rstrip("/") + "/") for o in outs)
             assert (REPO / dep).exists() or produced, f"{name}: dep {dep} neither exists nor is produced"
-    assert stage.get("params"), f"{name}: declare the params sections it reads"
-    for key in stage["params"]:
-        node = raw_params
-        for part in key.split("."):
-            assert part in node, f"{name}: params key {key} is not in params.yaml"
-            node = node[part]
+        for key in stage["params"]:  # a key may name the item's own entry (ablations.flaw_source.sources.<s>)
+            key = P.resolve_template(key, {**raw, "item": item})
+            node = raw
+            for part in key.split("."):
+                assert part in node, f"{name}: params key {key} is not in params.yaml"
+                node = node[part]
 
 
 @pytest.mark.parametrize("name", list(STAGES))

@@ -39,6 +39,8 @@ def _rehearsed(profile: str, tmp_path: Path) -> tuple[dict, dict, list[dict]]:
     models = {m: str(tmp_path / "standins" / m) for m in rehearsal.hub_models(profiled)}
     for folder in [*models.values(), tmp_path / "hub" / "lm_eval_tasks"]:
         Path(folder).mkdir(parents=True)
+    for folder in models.values():  # validation loads nothing, but a model folder has a config
+        (Path(folder) / "config.json").write_text("{}")
     over, swaps = rehearsal.overlay(profiled, tmp_path, models)
     apply_overlay(over, tmp_path / "params.yaml", REPO / "dvc.yaml")
     return profiled, yaml.safe_load((tmp_path / "params.yaml").read_text()), swaps
@@ -57,6 +59,11 @@ def test_the_overlay_keeps_every_code_path_setting_of_the_profile(profile, tmp_p
     assert rehearsed["eval"]["hub_mirror"] == str(tmp_path / "hub")
     for name, over in rehearsed["ablations"]["teacher"]["teachers"].items():
         assert over["teacher.model"].startswith(str(tmp_path / "standins")) and over.get("teacher.tensor_parallel_size", 1) == 1
+    sources = rehearsed["ablations"]["flaw_source"]["sources"]
+    assert sources, "every paper profile sets a second flaw source"
+    for name, spec in sources.items():  # a stand-in on one CPU process, like the student
+        assert spec["model"].startswith(str(tmp_path / "standins")), name
+        assert spec.get("tensor_parallel_size", 1) == 1 and spec.get("data_parallel_size", 1) == 1
     # Benchmarks keep their names; pass@k keeps its benchmarks and k.
     assert list(rehearsed["eval"]["benchmarks"]) == list(profiled["eval"]["benchmarks"])
     assert rehearsed["eval"]["pass_at_k"] == profiled["eval"]["pass_at_k"]
@@ -99,12 +106,14 @@ def test_every_stage_is_exercised_by_some_rehearsal(tmp_path):
     widest = max(by_profile, key=lambda p: (len({s.split("@")[0] for s in by_profile[p]}), len(by_profile[p])))
     assert rehearsal.WIDEST_PROFILE == widest and rehearsal.CI_PROFILE in by_profile
     assert {s.split("@")[0] for s in by_profile[widest]} == declared
-    # The paper's grids: 73 stages for the main setting (18 trainings, 19 evaluations, 27 ablation points).
+    # The paper's grids: 77 stages for the main setting (18 trainings, 19 evaluations, 27 ablation points),
+    # with the flaw-source ablation's source (one stages 02-04 point, CGD trained on it at 3 seeds).
     main = by_profile["llama8b-webinstruct"]
-    assert len(main) == 73
+    assert len(main) == 77
     assert sum(s.startswith("train@") for s in main) == 18
     assert sum(s.startswith("eval@") or s == "eval_base" for s in main) == 19
-    assert sum(s.startswith("ablate_") for s in main) == 27
+    assert sum(s.startswith("ablate_") for s in main) == 30
+    assert sum(s.startswith("flaw_source_data@") for s in main) == 1
 
 
 def test_the_run_shape_counts_the_profile_s_real_sizes(tmp_path):
@@ -113,7 +122,9 @@ def test_the_run_shape_counts_the_profile_s_real_sizes(tmp_path):
     raw = yaml.safe_load((tmp_path / "params.yaml").read_text())
     stages = sorted(_stages(raw, tmp_path))
     shape = rehearsal.shape(raw, stages)
-    assert shape["stages"] == 73 and shape["trainings"] == 18 and shape["evaluations"] == 19
+    assert shape["stages"] == 77 and shape["trainings"] == 18 and shape["evaluations"] == 19
+    assert shape["flaw_sources"] == 1
+    assert shape["generation"]["stages 02-04 per flaw source"] == {"prompts": 300_000, "max_tokens": 100_000 * 3 * 2048}
     assert shape["optimizer_steps_per_main_run"] == 1563  # ceil(100k / 64)
     assert shape["generation"]["rollout"] == {"prompts": 100_000, "max_tokens": 100_000 * 2048}
     # greedy: every problem of the ten benchmarks; pass@k: 32 samples of AIME24 and AIME25's 60 problems

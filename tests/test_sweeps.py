@@ -338,6 +338,27 @@ def _tiny_params(raw: dict, tiny: str) -> dict:
     return raw
 
 
+def checkout_copy(repo: Path) -> Path:
+    """The checkout's files in `repo` without this run's outputs (as a fresh clone, minus dvc.lock),
+    and a dvc.yaml without stage 08, which these runs have too few models for (figures then skips
+    Tables 9-11)."""
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    for rel in filter(None, files):
+        if (REPO / rel).is_file() and not rel.startswith(("metrics/eval/", "metrics/05_train/", "dvc.lock",
+                                                          "metrics/08_diagnostics", "figures/")):
+            (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / rel, repo / rel)
+    pipeline = yaml.safe_load((repo / "dvc.yaml").read_text())
+    del pipeline["stages"]["diagnostics"]
+    pipeline["stages"]["figures"]["deps"] = [d for d in pipeline["stages"]["figures"]["deps"]
+                                             if "08_diagnostics" not in d]
+    (repo / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
+    for folder in ("metrics/eval", "metrics/05_train"):
+        (repo / folder).mkdir(parents=True, exist_ok=True)
+    return repo
+
+
 def _cgd_rows(n: int = 4) -> list[dict]:
     return [{"id": f"r{i}", "question": f"What is {i} + {i}?", "reference_solution": f"{i}+{i}={2 * i}",
              "reference_answer": str(2 * i), "source": "test", "student_answer": f"It is {2 * i + 1}.",
@@ -351,25 +372,10 @@ def _cgd_rows(n: int = 4) -> list[dict]:
 def test_lr_sweep_through_dvc_caches_two_points_and_draws_fig7(tmp_path, tiny_model, raw_params):
     """`dvc repro` of a two-point ablations.lr grid: two cached point folders with different models,
     a second repro skips both, and the figures stage draws Fig. 7 and Table 4 from them."""
-    repo = tmp_path / "repo"
-    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout.split("\0")
-    for rel in filter(None, files):
-        if (REPO / rel).is_file() and not rel.startswith(("metrics/eval/", "metrics/05_train/", "dvc.lock",
-                                                          "metrics/08_diagnostics", "figures/")):
-            (repo / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / rel, repo / rel)
-    # No main training runs here, so nothing for stage 08 to probe: drop it and its inputs to figures.
-    pipeline = yaml.safe_load((repo / "dvc.yaml").read_text())
-    del pipeline["stages"]["diagnostics"]
-    pipeline["stages"]["figures"]["deps"] = [d for d in pipeline["stages"]["figures"]["deps"]
-                                             if "08_diagnostics" not in d]
-    (repo / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
+    repo = checkout_copy(tmp_path / "repo")
     # The tiny model stands in for the embedded one, and a few stage-04 rows for the pipeline's.
     shutil.copytree(tiny_model, repo / "models/smollm2-135m-instruct")
     write_jsonl(repo / "data/04_refine/cgd_data.jsonl", _cgd_rows())
-    for folder in ("metrics/eval", "metrics/05_train"):
-        (repo / folder).mkdir(parents=True, exist_ok=True)
     raw = _tiny_params(raw_params, "models/smollm2-135m-instruct")
     raw["train"]["methods"], raw["train"]["seeds"] = ["cgd"], [0]
     raw["ablations"]["lr"] = {"methods": ["cgd"], "values": [1.0e-4, 1.0e-2]}
