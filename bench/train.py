@@ -10,7 +10,8 @@ Same model, same CGD records, one epoch each, in one run, against two baselines:
   DVCLive, token counting) has to pay for itself.
 Ours is `cgd.train.train` with params.yaml at `--batch-size` rows per step.
 
-Prints non-pad tokens per second for each, the ratios, and MFU: the fraction of the device's bf16
+Prints non-pad tokens per second for each, the ratios, the padded share of our micro-batches' tokens,
+and MFU: the fraction of the device's bf16
 matmul peak (the GPU's where there is one, measured in the same run) that a 6 x params x tokens
 training FLOP count implies. For ours it also prints the steady rate after the first optimizer step
 (`steady_non_pad_tokens_per_s` in stage 05's metrics) and how long that first step took. On CUDA a
@@ -148,7 +149,7 @@ def main() -> None:
 
     runs = {} if args.skip_default else {"bare TRL default": []}
     runs.update({"bare TRL same batch": [], "ours": []})
-    steady, first_steps = [], []
+    steady, first_steps, padded = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "rows.jsonl"
         io.write_jsonl(data, rows)
@@ -168,6 +169,7 @@ def main() -> None:
             m = ours()
             runs["ours"].append((m["non_pad_tokens"], m["wall_s"]))
             steady.append(m["steady_non_pad_tokens_per_s"])
+            padded.append((m["tokens"] - m["non_pad_tokens"], m["tokens"]))
             first_steps.append(m["first_step_s"])
             print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1][0]} tok in {v[-1][1]:.1f} s" for k, v in runs.items())
                   + f"; ours after step 1: {m['steady_non_pad_tokens_per_s']} tok/s")
@@ -185,6 +187,9 @@ def main() -> None:
         rate = sum(steady) / len(steady)
         print(f"{'ours after step 1':>20}: {rate:9.1f} non-pad tok/s  (MFU {rate / peak_tok_s:.1%}; "
               f"first step {sum(first_steps) / len(first_steps):.2f} s)")
+    pad, total = (sum(x) for x in zip(*padded))
+    print(f"padded share of ours' micro-batch tokens: {pad / total:.1%} ({pad} of {total}; "
+          f"{args.batch_size} rows a micro-batch, grouped by length)")
     print(f"bf16 matmul peak measured now on {device_name}: {peak:.2f} TFLOP/s = {peak_tok_s:,.0f} tok/s "
           f"for {n_params / 1e6:.0f}M params")
     if "bare TRL default" in rates:

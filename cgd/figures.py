@@ -441,7 +441,7 @@ NOT_BUILT = {
     "Fig. 7": "ablations.lr.values for ablations.lr.methods (CGD and CFT; paper 1e-6 and 5e-6)",
     "Table 4": "ablations.lr.values for cgd and cft (the paper's 1e-6 and 5e-6)",
     "Flaw sources (beyond the paper)": "ablations.flaw_source.sources: y' by another model than the student, e.g. "
-                                       "llama3.2-3b: {model: meta-llama/Llama-3.2-3B-Instruct} (the paper profiles set "
+                                       "llama-3b: {model: meta-llama/Llama-3.2-3B-Instruct} (the paper profiles set "
                                        "a smaller model of the student's family; not from the paper)",
 }
 

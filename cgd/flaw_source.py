@@ -51,5 +51,6 @@ def gather(points: list[dict], metrics: dict[str, dict], samples_dir: str | Path
         if all(r in p.get("data", {}) for r in REPORTS):
             data[source] = tables.flaw_source_stats(*(p["data"][r] for r in REPORTS))
     own_runs = {n: m for n, m in metrics.items() if n != "base"}
-    columns, rows = tables.flaw_source_table(cfg.ablations.flaw_source.methods, own_runs, by_source, data, paired)
+    columns, rows = tables.flaw_source_table(cfg.ablations.flaw_source.methods, own_runs, by_source, data, paired,
+                                             list(cfg.eval.benchmarks))
     return columns, rows, list(by_source)

@@ -691,6 +691,7 @@ def validate(params: Params, raw: dict, dvc_yaml: str | Path = "dvc.yaml") -> No
 # The sections a teacher ablation may change: it reruns stages 03-04 and nothing else differs.
 TEACHER_SECTIONS = ("teacher", "critique", "refine")
 POINT_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*$")
+SOURCE_NAME = re.compile(r"^[A-Za-z0-9][\w-]*$")  # a source names a params key (no '.')
 
 
 def _validate_ablations(params: Params, raw: dict, produced: set[str]) -> None:
@@ -758,9 +759,11 @@ def _validate_flaw_sources(params: Params, raw: dict, produced: set[str]) -> Non
                           "set rollout.model: null, or ablations.flaw_source.sources: {}")
     for name, spec in fs.sources.items():
         key = f"ablations.flaw_source.sources.{name}"
-        if not POINT_NAME.match(name) or name == "student":
-            raise ParamsError(key, "is not a usable source name" + (" ('student' is the main run)" if name == "student" else ""),
-                              "use letters, digits, '.', '-' or '_', e.g. llama3.2-3b")
+        if not SOURCE_NAME.match(name) or name == "student":
+            raise ParamsError(key, "is not a usable source name" + (
+                " ('student' is the main run)" if name == "student" else
+                ": its stages declare the params key ablations.flaw_source.sources.<name>, and DVC reads a '.' there "
+                "as one more level" if "." in name else ""), "use letters, digits, '-' or '_', e.g. llama-3b")
         if not isinstance(spec, dict) or not spec:
             raise ParamsError(key, f"is {spec!r}; expected the student.* keys that differ",
                               "e.g. {model: meta-llama/Llama-3.2-3B-Instruct}")

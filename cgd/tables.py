@@ -340,16 +340,31 @@ def flaw_source_stats(rollout: dict, critique: dict, refine: dict) -> dict[str, 
 
 
 def flaw_source_table(methods: list[str], own: dict[str, dict], by_source: dict[str, dict[str, dict]],
-                      data: dict[str, dict], paired: dict[str, dict[str, dict]]) -> tuple[list[str], dict]:
+                      data: dict[str, dict], paired: dict[str, dict[str, dict]],
+                      evaluated: list[str]) -> tuple[list[str], dict]:
     """Beyond the paper: each method trained on y' from the student itself (the main runs, `own`) and
-    from each other source (`by_source`: source -> run name -> eval metrics), in Table 1's columns,
-    and the paired difference source - own (`paired`: source -> method -> compare_runs' pooled
-    report, with its bootstrap CI and McNemar p). `data` gives each source's (and OWN's)
-    flaw_source_stats. Rows "cgd@yprime=<source>" and "delta_cgd@yprime=<source>"."""
+    from each other source (`by_source`: source -> run name -> eval metrics), and the paired
+    difference source - own (`paired`: source -> method -> compare_runs' pooled report, with its
+    bootstrap CI and McNemar p). Table 1's layout over the `evaluated` benchmarks: Group 1, its
+    average, Group 2, its average, each average the plain mean of the group's evaluated benchmarks
+    (the paired difference's own average, so Table 3's five columns average too). `data` gives each
+    source's (and OWN's) flaw_source_stats. Rows "cgd@yprime=<source>", "delta_cgd@yprime=<source>"."""
     from dataclasses import replace
 
-    bench_cols = list(paper.GROUP1) + ["avg_group1"] + list(paper.GROUP2) + ["avg_group2"]
+    groups = {g: [b for b in [*paper.GROUP1, *paper.GROUP2, *evaluated] if b in evaluated
+                  and benchmarks.REGISTRY[b].group == g] for g in (1, 2)}
+    groups = {g: list(dict.fromkeys(members)) for g, members in groups.items()}
+    bench_cols = [c for g in (1, 2) if groups[g] for c in (*groups[g], f"avg_group{g}")]
     columns = bench_cols + FLAW_DATA_COLUMNS
+
+    def value(runs: list[dict], col: str) -> tuple:
+        if not col.startswith("avg_group"):
+            return run_value(runs, col)
+        means = [[m.get("benchmarks", {}).get(b, {}).get("accuracy", {}).get("mean") for b in groups[int(col[-1])]]
+                 for m in runs]
+        if not means or any(a is None for accs in means for a in accs):
+            return None, None, None
+        return _over_seeds([(sum(accs) / len(accs), None, None) for accs in means])
 
     def data_cells(source: str) -> dict[str, Cell]:
         stats = data.get(source) or {}
@@ -359,11 +374,11 @@ def flaw_source_table(methods: list[str], own: dict[str, dict], by_source: dict[
     rows: dict[str, dict[str, Cell]] = {}
     for method in methods:
         mine = by_method(own).get(method, [])
-        rows[f"{method}@yprime={OWN}"] = {**{c: _cell(run_value(mine, c), None) for c in bench_cols},
+        rows[f"{method}@yprime={OWN}"] = {**{c: _cell(value(mine, c), None) for c in bench_cols},
                                           **data_cells(OWN)}
         for source, metrics in by_source.items():
             runs = by_method(metrics).get(method, [])
-            cells = {c: _cell(run_value(runs, c), None) for c in bench_cols}
+            cells = {c: _cell(value(runs, c), None) for c in bench_cols}
             rows[f"{method}@yprime={source}"] = {**cells, **data_cells(source)}
             delta = {}
             for c in bench_cols:

@@ -57,6 +57,7 @@ def test_rollout_model_is_the_student_but_for_the_keys_it_sets(raw_params):
     ({"ablations.flaw_source.sources": {"s": {"dtype": "f16"}}}, r"'ablations.flaw_source.sources.s.dtype' is 'f16'"),
     ({"ablations.flaw_source.sources": {"s": {}}}, r"'ablations.flaw_source.sources.s' is \{\}"),
     ({"ablations.flaw_source.sources": {"student": {"model": "org/x"}}}, r"'student' is the main run"),
+    ({"ablations.flaw_source.sources": {"llama3.2-3b": {"model": "org/x"}}}, r"DVC reads a '\.' there"),
     ({"ablations.flaw_source.sources": {"s": {"model": "org/x"}}, "ablations.flaw_source.methods": ["sft"]},
      r"lists sft, which trains on the reference solutions"),
     ({"ablations.flaw_source.sources": {"s": {"model": "org/x"}}, "ablations.flaw_source.methods": []},
@@ -138,17 +139,24 @@ def test_the_table_sets_each_source_beside_the_students_own_with_the_paired_diff
     data = {tables.OWN: {"incorrect_yprime": 40.0, "critique_accuracy": 80.0, "train_rows": 12},
             "small": {"incorrect_yprime": 90.0, "critique_accuracy": 60.0, "train_rows": 20}}
     columns, rows = tables.flaw_source_table(["cgd"], {"cgd-seed0": acc(62.5)}, {"small": {"cgd-seed0": acc(25.0)}},
-                                             data, {"small": {"cgd": paired}})
-    assert columns[-3:] == tables.FLAW_DATA_COLUMNS
+                                             data, {"small": {"cgd": paired}}, ["gsm8k"])
+    assert columns == ["gsm8k", "avg_group1", *tables.FLAW_DATA_COLUMNS]  # the evaluated benchmarks, then the data
     assert list(rows) == ["cgd@yprime=student", "cgd@yprime=small", "delta_cgd@yprime=small"]
     assert rows["cgd@yprime=student"]["gsm8k"].run == 62.5 and rows["cgd@yprime=small"]["gsm8k"].run == 25.0
     delta = rows["delta_cgd@yprime=small"]["gsm8k"]
     assert delta.run == -37.5 and delta.p_value == paired["gsm8k"]["p_value"] and delta.ci_low <= -37.5 <= delta.ci_high
-    assert rows["delta_cgd@yprime=small"]["math500"].run is None  # not run
+    # a group's average: the plain mean of its evaluated benchmarks, the paired difference's own average
+    assert rows["cgd@yprime=small"]["avg_group1"].run == 25.0
+    assert rows["delta_cgd@yprime=small"]["avg_group1"].run == round(paired["avg_group1"]["diff"], 1)
     assert rows["cgd@yprime=small"]["train_rows"].text() == "20" and rows["cgd@yprime=student"]["incorrect_yprime"].run == 40.0
     assert rows["delta_cgd@yprime=small"]["train_rows"].text() == "—"
     assert tables.method_title("delta_cgd@yprime=small") == "Δ CGD: y′ by small − by the student (paired)"
     assert tables.method_title("cgd@yprime=student") == "CGD (y′ by the student itself)"
+    three = {"benchmarks": {b: {"accuracy": {"mean": v, "ci_low": None, "ci_high": None}}
+                            for b, v in (("math500", 10.0), ("gsm8k", 30.0), ("theoremqa", 5.0))}}
+    columns3, rows3 = tables.flaw_source_table(["cgd"], {"cgd-seed0": three}, {}, {}, {}, ["gsm8k", "theoremqa", "math500"])
+    assert columns3[:5] == ["math500", "gsm8k", "avg_group1", "theoremqa", "avg_group2"]  # Table 1's order
+    assert rows3["cgd@yprime=student"]["avg_group1"].run == 20.0 and rows3["cgd@yprime=student"]["avg_group2"].run == 5.0
     fig = figures.flaw_source_plot(rows, ["cgd"], ["small"], "test")
     assert figures.empty_panels(fig) == []
 
