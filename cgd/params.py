@@ -698,7 +698,8 @@ def _validate_ablations(params: Params, raw: dict, produced: set[str]) -> None:
     a = params.ablations
     for key, values in (("ablations.lr.methods", a.lr.methods), ("ablations.lr.values", a.lr.values),
                         ("ablations.mixture.incorrect_fractions", a.mixture.incorrect_fractions),
-                        ("ablations.epochs.methods", a.epochs.methods)):
+                        ("ablations.epochs.methods", a.epochs.methods),
+                        ("ablations.flaw_source.methods", a.flaw_source.methods)):
         if len(set(values)) != len(values):
             raise ParamsError(key, f"lists a value twice ({values})", "remove the duplicate")
     for i, lr in enumerate(a.lr.values):
@@ -742,8 +743,6 @@ def _validate_flaw_sources(params: Params, raw: dict, produced: set[str]) -> Non
     if not fs.methods:
         raise ParamsError("ablations.flaw_source.methods", "is empty while ablations.flaw_source.sources is set",
                           "list the methods to train on each source's data (e.g. [cgd]), or set sources to {}")
-    if len(set(fs.methods)) != len(fs.methods):
-        raise ParamsError("ablations.flaw_source.methods", f"lists a method twice ({fs.methods})", "remove the duplicate")
     for method in fs.methods:
         if method in NOT_FROM_YPRIME:
             raise ParamsError("ablations.flaw_source.methods", f"lists {method}, which {NOT_FROM_YPRIME[method]}: "

@@ -402,15 +402,23 @@ def load_points(*folders: str | Path) -> list[dict]:
     return points
 
 
+# Overrides every point of an ablation stage sets besides its own (dvc.yaml's general suites off;
+# a flaw source's grid emptied inside its point, sweeps.resolve).
+COMMON_OVERRIDES = ("eval.general.tasks", "ablations.flaw_source.sources")
+
+
+def _own_overrides(point: dict) -> dict:
+    """The overrides a point's ablation value brought in (a teacher's, a source's rollout.model)."""
+    return {k: v for k, v in (point.get("overrides") or {}).items() if k not in COMMON_OVERRIDES}
+
+
 def is_current(point: dict, cfg: P.Params) -> bool:
     """Whether a DVC ablation point belongs to the grid params.yaml asks for now: metrics of points
     since switched off stay in git, but no table or figure uses them."""
     a, v = cfg.ablations, point["values"]
     if point["ablation"] in ("flaw_source_data", "flaw_source"):
         # the source's model settings as params name them now (a changed spec is another source)
-        given = dict(point.get("overrides") or {})
-        given.pop("eval.general.tasks", None)
-        given.pop("ablations.flaw_source.sources", None)
+        given = _own_overrides(point)
         spec = a.flaw_source.sources.get(v.get("flaw_source"))
         if spec is None or given != {"rollout.model": spec}:
             return False
@@ -428,8 +436,7 @@ def is_current(point: dict, cfg: P.Params) -> bool:
     if point["ablation"] == "teacher":
         # the teacher's own overrides, besides the general suites every point switches off (dvc.yaml)
         spec = a.teacher.teachers.get(v.get("teacher"))
-        given = dict(point.get("overrides") or {})
-        given.pop("eval.general.tasks", None)
+        given = _own_overrides(point)
         return v.get("method") == a.teacher.method and spec is not None and given == spec
     if point["ablation"] == "epochs":
         return v.get("method") in a.epochs.methods and v.get("train.epochs") == a.epochs.epochs
