@@ -496,9 +496,12 @@ class VLLMServerBackend(Backend):
     def generate(self, requests: list[Request], seed: int,
                  gen: GenerationConfig | None = None) -> list[Completion]:
         gen = gen or self.gen
+        # Rendered before any request goes out: rendering inside the request threads (one GIL)
+        # spread the arrivals, and the engine then prefilled the first few alone.
+        encoded = [self.encode(r) for r in requests]
 
-        def one(r: Request) -> Completion:
-            ids = self.encode(r)
+        def one(item: tuple[Request, list[int]]) -> Completion:
+            r, ids = item
             room = self.max_model_len - len(ids)
             if room < 1:
                 return _overlong(self.role, self.max_model_len, len(ids))
@@ -515,7 +518,7 @@ class VLLMServerBackend(Backend):
             return Completion(choice.text.strip(), finish, len(ids), tokens,
                               None if finish != "error" else f"finish_reason {choice.finish_reason}")
 
-        return self._map(one, requests)
+        return self._map(one, list(zip(requests, encoded)))
 
     def choose(self, requests: list[Request], options: list[str], seed: int,
                gen: GenerationConfig) -> list[Completion]:
