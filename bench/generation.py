@@ -16,6 +16,10 @@ max_new_tokens, greedy decoding:
   Started cold here (no kernel server to fork from), so its startup is the upper bound a stage sees.
   `--server-dp ""` skips it.
 
+The two vLLM engines run `--rounds` rounds of `--prompts` different prompts each (the first round is
+the prompts the other backends get) and their ratio is of the median rounds: one round of 64 prompts
+varied by +-5% from run to run on the 2-core machines, more than the difference being measured.
+
 Prints completion tokens per second of generation for each, the engines' startup, and the
 ratios (targets on the 2-core demo machine: transformers >= 6x naive, vLLM >= 3x transformers,
 the server at DP 1 within 10% of in-process vLLM), plus how many greedy answers agree with in-process
@@ -24,8 +28,9 @@ and on what the prefix cache already holds, and a server's steps depend on when 
 arrive. For scale the bench runs the in-process engine a second time, its prefix cache now warm,
 and prints how many of its own answers stay the same.
 
-    .venv/bin/python bench/generation.py [--prompts 64] [--max-new-tokens 256] [--batch-size 32]
-                                         [--naive-prompts 12] [--naive-seconds 90] [--server-dp 1,2]
+    .venv/bin/python bench/generation.py [--prompts 64] [--rounds 3] [--max-new-tokens 256]
+                                         [--batch-size 32] [--naive-prompts 12] [--naive-seconds 90]
+                                         [--server-dp 1,2]
 """
 
 from __future__ import annotations
@@ -73,9 +78,22 @@ def timed(backend, requests: list[Request]) -> tuple[list, int, float]:
     return out, sum(c.completion_tokens for c in out), seconds
 
 
+def rounds(backend, batches: list[list[Request]]) -> tuple[list, list[float], int, float]:
+    """Each batch in turn: the first batch's completions, every round's tok/s, and the median
+    round's tokens and seconds."""
+    runs = [timed(backend, batch) for batch in batches]
+    middle = sorted(runs, key=lambda r: r[1] / r[2])[len(runs) // 2]
+    return runs[0][0], [tokens / seconds for _, tokens, seconds in runs], middle[1], middle[2]
+
+
+def _rates(rates: list[float]) -> str:
+    return "rounds " + " / ".join(f"{r:.0f}" for r in rates) + " tok/s"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--prompts", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of different prompts for the vLLM engines")
     parser.add_argument("--naive-prompts", type=int, default=12, help="the naive loop's share of them")
     parser.add_argument("--naive-seconds", type=float, default=90, help="cap on the naive loop's time")
     parser.add_argument("--max-new-tokens", type=int, default=256)
@@ -88,9 +106,11 @@ def main() -> None:
     cfg = P.load("params.yaml")
     gen = replace(cfg.rollout, max_new_tokens=args.max_new_tokens, temperature=0.0, top_p=1.0,
                   batch_size=args.batch_size)
-    rows = [r for _, r in zip(range(args.prompts), data.load_pool(cfg.data))]
+    rows = [r for _, r in zip(range(args.prompts * args.rounds), data.load_pool(cfg.data))]
     prompt = prompts.load("rollout")
-    requests = [Request(str(i), prompt.render(question=r["question"])) for i, r in enumerate(rows)]
+    every = [Request(str(i), prompt.render(question=r["question"])) for i, r in enumerate(rows)]
+    batches = [every[k * args.prompts:(k + 1) * args.prompts] for k in range(args.rounds)]
+    requests = batches[0]
     print(f"prompts: {len(requests)}, max_new_tokens: {args.max_new_tokens}, greedy, "
           f"model: {cfg.student.model}")
 
@@ -102,7 +122,7 @@ def main() -> None:
     hf.close()
 
     vllm = VLLMBackend(cfg.student, gen, cfg.seed)
-    out_vllm, tok_vllm, t_vllm = timed(vllm, requests)
+    out_vllm, rounds_vllm, tok_vllm, t_vllm = rounds(vllm, batches)
     out_warm = vllm.generate(requests, seed=0)
     vllm.close()
 
@@ -111,7 +131,7 @@ def main() -> None:
         backend = VLLMServerBackend(replace(cfg.student, data_parallel_size=dp), gen, cfg.seed,
                                     log_path=f"logs/bench-vllm_server-dp{dp}.log")
         try:
-            servers[dp] = (*timed(backend, requests), backend.startup_seconds)
+            servers[dp] = (*rounds(backend, batches), backend.startup_seconds)
         finally:
             backend.close()
 
@@ -121,19 +141,20 @@ def main() -> None:
           f"{tok_naive:6d} tokens in {t_naive:6.1f} s = {rates['naive']:6.1f} tok/s")
     print(f"transformers ({hf.dtype}, batch {args.batch_size}, length-sorted, load {hf.startup_seconds:.1f} s): "
           f"{tok_hf:6d} tokens in {t_hf:6.1f} s = {rates['transformers']:6.1f} tok/s")
-    print(f"vllm (startup {vllm.startup_seconds:.1f} s, continuous batching): "
-          f"{tok_vllm:6d} tokens in {t_vllm:6.1f} s = {rates['vllm']:6.1f} tok/s; rerun with its prefix "
+    print(f"vllm (startup {vllm.startup_seconds:.1f} s, continuous batching; {_rates(rounds_vllm)}), median: "
+          f"{tok_vllm:6d} tokens in {t_vllm:6.1f} s = {rates['vllm']:6.1f} tok/s; first round rerun with its prefix "
           f"cache warm: {sum(a.text == b.text for a, b in zip(out_warm, out_vllm))}/{len(requests)} "
           "greedy answers the same")
     print(f"ratio transformers / naive: {rates['transformers'] / rates['naive']:.1f}x (target >= 6x)")
     print(f"ratio vllm / transformers: {rates['vllm'] / rates['transformers']:.1f}x (target >= 3x); "
           f"vllm / naive: {rates['vllm'] / rates['naive']:.1f}x")
-    for dp, (out, tokens, seconds, startup) in servers.items():
+    for dp, (out, per_round, tokens, seconds, startup) in servers.items():
         rate = tokens / seconds
-        print(f"vllm_server DP {dp} (startup {startup:.1f} s to /health, one prompt per request): "
+        print(f"vllm_server DP {dp} (startup {startup:.1f} s to /health, one prompt per request; "
+              f"{_rates(per_round)}), median: "
               f"{tokens:6d} tokens in {seconds:6.1f} s = {rate:6.1f} tok/s; ratio to in-process vllm: "
               f"{rate / rates['vllm']:.2f}x{' (target >= 0.90x)' if dp == 1 else ''}; startup included: "
-              f"{tokens / (seconds + startup):.1f} tok/s; greedy answers identical to in-process vllm's: "
+              f"{tokens / (seconds + startup):.1f} tok/s; first-round greedy answers identical to in-process vllm's: "
               f"{sum(a.text == b.text for a, b in zip(out, out_vllm))}/{len(requests)}")
     with_startup = tok_vllm / (t_vllm + vllm.startup_seconds), tok_hf / (t_hf + hf.startup_seconds)
     print(f"startup included: vllm {with_startup[0]:.1f} tok/s, transformers {with_startup[1]:.1f} tok/s")
