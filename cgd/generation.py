@@ -342,6 +342,13 @@ class VLLMBackend(Backend):
         from vllm import SamplingParams
 
         gen = gen or self.gen
+        # Each call starts from an empty prefix cache, so a shard's rows do not depend on which
+        # shards this engine generated before: a prefix read from the cache is rounded differently
+        # in bf16 from one computed with its prompt, and a resumed stage (a new engine) would
+        # otherwise differ from an uninterrupted one (on the Intel AMX kind, 6 greedy GSM8K answers
+        # repeated on a warm cache changed). Within the call the cache works as before, and choose()
+        # keeps the cache of the generate() its follow-ups repeat.
+        self.llm.reset_prefix_cache()
         results: list[Completion | None] = [None] * len(requests)
         todo, prompts, params = [], [], []
         for i, r in enumerate(requests):

@@ -122,10 +122,14 @@ class _FakeLLM:
 
         from transformers import AutoTokenizer
 
-        self.kwargs, self.calls, self.closed = kwargs, [], False
+        self.kwargs, self.calls, self.closed, self.resets = kwargs, [], False, []
         self._tok = AutoTokenizer.from_pretrained(kwargs["model"])
         self.llm_engine = SimpleNamespace(engine_core=SimpleNamespace(shutdown=self._shutdown))
         _FakeLLM.instances.append(self)
+
+    def reset_prefix_cache(self) -> bool:
+        self.resets.append(len(self.calls))  # how many engine calls had run before it
+        return True
 
     def _shutdown(self):
         self.closed = True
@@ -219,6 +223,8 @@ def test_vllm_backend_seeds_each_request_and_isolates_bad_rows(raw_params, tiny_
     assert seeds == [G.request_seed(cfg.seed, r.id) for r in reqs[:5]] and len(set(seeds)) == 5
     alone = [backend.generate([r], seed=cfg.seed)[0].text for r in reversed(reqs[:5])]
     assert alone[::-1] == [c.text for c in out[:5]]
+    # Every generate() starts from an empty prefix cache (before its first engine call).
+    assert llm.resets == [0, 7, 8, 9, 10, 11]
     # max_tokens is capped to the room the prompt leaves under max_model_len.
     assert all(sp.max_tokens == min(64, 256 - len(ids)) for ids, sp in first_batch)
 
