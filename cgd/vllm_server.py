@@ -456,19 +456,17 @@ def _fork_engines_on_cpu() -> None:
 
 def engine_core_cores(binding: str, local_dp_rank: int) -> list[int] | None:
     """The cores replica `local_dp_rank` runs on under VLLM_CPU_OMP_THREADS_BIND (one '|'-separated
-    slice per replica, each like '0-3' or '0,2,5-7'); None for vLLM's 'auto' / 'nobind' / unset,
-    which leave the process's own affinity."""
+    slice per replica, each like '0-3' or '0,2,5-7', read by vLLM's own parser); None for vLLM's
+    'auto' / 'nobind' / unset, which leave the process's own affinity."""
     if binding in ("", "auto", "nobind"):
         return None
+    from vllm.utils.cpu_resource_utils import parse_id_list
+
     slices = binding.split("|")
     if local_dp_rank >= len(slices):
         raise ValueError(f"VLLM_CPU_OMP_THREADS_BIND={binding!r} has {len(slices)} slice(s); "
                          f"replica {local_dp_rank} has none")
-    cores: list[int] = []
-    for part in slices[local_dp_rank].split(","):
-        first, _, last = part.partition("-")
-        cores += range(int(first), int(last or first) + 1)
-    return cores
+    return parse_id_list(slices[local_dp_rank])
 
 
 def _bind_engine_core(binding: str, local_dp_rank: int) -> None:
