@@ -41,13 +41,13 @@ $(STAMP): pyproject.toml requirements/embedded.txt requirements/lock-cpu.txt req
 	# without it jsonschema skips that one format (bench/startup.py measures the difference).
 	$(BIN)/python -m pip uninstall --quiet --yes rfc3987-syntax
 	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (cgd)" >/dev/null
-	$(BIN)/python -m cgd.kernel install >/dev/null
+	$(BIN)/python -m cgd.runtime.kernel install >/dev/null
 	rm -f $(VENV)/.setup-* && touch $@
 
 validate: setup
 	$(BIN)/python -m cgd validate params.yaml
 
-# dvc repro, each notebook's kernel forked from one that imported the libraries once (cgd/repro.py)
+# dvc repro, each notebook's kernel forked from one that imported the libraries once (cgd/launch/repro.py)
 repro: validate
 	$(BIN)/python -m cgd repro
 

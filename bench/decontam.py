@@ -12,9 +12,10 @@ from __future__ import annotations
 import argparse
 import time
 
-from cgd import benchmarks, data
-from cgd import params as P
-from cgd.decontam import ngrams, words
+from cgd import config as P
+from cgd.data import benchmarks
+from cgd.data import sampling as data
+from cgd.data.decontam import ngrams, words
 
 
 def main() -> None:

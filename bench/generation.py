@@ -42,9 +42,13 @@ from dataclasses import replace
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from cgd import data, prompts
-from cgd import params as P
-from cgd.generation import Request, TransformersBackend, VLLMBackend, VLLMServerBackend, vllm_available
+from cgd import config as P
+from cgd.data import sampling as data
+from cgd.distill import prompts
+from cgd.generation import Request
+from cgd.generation.hf import TransformersBackend
+from cgd.generation.vllm_client import VLLMServerBackend
+from cgd.generation.vllm_engine import VLLMBackend, vllm_available
 
 
 def naive(model_dir: str, requests: list[Request], max_new_tokens: int,

@@ -1,4 +1,4 @@
-"""Grading throughput: 5,000 MATH predictions through cgd.grading, serial vs the worker pool.
+"""Grading throughput: 5,000 MATH predictions through cgd.grading.rules, serial vs the worker pool.
 
 Predictions are the MATH test set's reference solutions (which end in \\boxed{answer}); a share of
 them is perturbed so the final answer is wrong (a number changed, or "+ 1" appended). Both runs
@@ -17,8 +17,10 @@ import re
 import time
 from collections import Counter
 
-from cgd import answers, assets, grading
-from cgd.io import read_jsonl
+from cgd.data import assets
+from cgd.grading import answers
+from cgd.grading import rules as grading
+from cgd.runtime.io import read_jsonl
 
 
 def perturb(solution: str, gold: str, rng: random.Random) -> str:

@@ -4,7 +4,7 @@ Measured in one run, each against its baseline:
 - `import papermill` with jsonschema's optional IRI checker (rfc3987-syntax, which builds a Lark
   grammar at import) importable vs blocked: `make setup` uninstalls it;
 - a notebook whose one cell imports torch, transformers and vLLM, run by papermill on a plain
-  `cgd` kernel vs a warm kernel forked from `python -m cgd.kernel serve` (cgd/kernel.py), the
+  `cgd` kernel vs a warm kernel forked from `python -m cgd.runtime.kernel serve` (cgd/runtime/kernel.py), the
   server already started (its own start is printed apart).
 
     .venv/bin/python bench/startup.py [--rounds 3]
@@ -58,7 +58,7 @@ def main() -> None:
         plain = [_seconds(run, env) for _ in range(args.rounds)]
         sock = Path(tmp) / "k.sock"
         start = time.perf_counter()
-        server = subprocess.Popen([py, "-m", "cgd.kernel", "serve", "--socket", str(sock)], env=env,
+        server = subprocess.Popen([py, "-m", "cgd.runtime.kernel", "serve", "--socket", str(sock)], env=env,
                                   start_new_session=True, stderr=subprocess.DEVNULL)
         while not sock.exists():
             time.sleep(0.2)

@@ -8,7 +8,7 @@ Same model, same CGD records, one epoch each, in one run, against two baselines:
   checkpointing, fp32 weights with bf16 autocast, `--max-length`), rows in random order. Ours must
   never be below it (issue 17): what we add (length grouping, completion-only LM head, logging,
   DVCLive, token counting) has to pay for itself.
-Ours is `cgd.train.train` with params.yaml at `--batch-size` rows per step.
+Ours is `cgd.training.train.train` with params.yaml at `--batch-size` rows per step.
 
 Prints non-pad tokens per second for each, the ratios, the padded share of our micro-batches' tokens,
 and MFU: the fraction of the device's bf16
@@ -38,8 +38,9 @@ from pathlib import Path
 
 import torch
 
-from cgd import io, records, train
-from cgd import params as P
+from cgd import config as P
+from cgd.runtime import io
+from cgd.training import records, train
 
 
 def matmul_peak_tflops(dtype=torch.bfloat16, reps: int = 8) -> tuple[float, str]:
@@ -70,7 +71,8 @@ def bare_trl(model_dir: str, recs: list[dict], out: str, batch: int | None = Non
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from cgd import chat, device
+    from cgd.generation import chat
+    from cgd.runtime import device
 
     cpu = not torch.cuda.is_available()
     same = {} if batch is None else dict(per_device_train_batch_size=batch, gradient_checkpointing=False,

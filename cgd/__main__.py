@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 
-from cgd import params as P
+from cgd import config as P
 
 
 def _validate(args) -> int:
@@ -18,7 +18,7 @@ def _validate(args) -> int:
 
 
 def _profile(args) -> int:
-    from cgd.profiles import apply_profile
+    from cgd.config.profiles import apply_profile
 
     changed = apply_profile(args.profile, args.params)
     print(f"applied {args.profile} to {args.params}: {len(changed)} value(s) changed")
@@ -28,14 +28,13 @@ def _profile(args) -> int:
 
 
 def _convert(args) -> int:
-    from cgd.assets import convert_embedded_model
-
-    from cgd.io import write_json
+    from cgd.data.assets import convert_embedded_model
+    from cgd.runtime.io import write_json
 
     cfg = P.load(args.params)
     report = convert_embedded_model(cfg.embedded.model_dir, cfg.embedded.dtype)
     if args.metrics:
-        from cgd.provenance import stamp
+        from cgd.runtime.provenance import stamp
 
         write_json(args.metrics, stamp(report, {"converted": cfg.embedded.model_dir}))
     print(json.dumps(report, indent=2))
@@ -45,18 +44,19 @@ def _convert(args) -> int:
 def _cft_data(args) -> int:
     """Stage cft_data: WebInstruct-CFT's GPT-4o critiques as stage-04 rows for CFT* (cft_gpt4o);
     an empty file when train.methods does not train it, so the pipeline's shape never changes."""
-    from cgd import data, io, provenance
+    from cgd.data import sampling
+    from cgd.runtime import io, provenance
 
     cfg = P.load(args.params)
     w = cfg.webinstruct_cft
     if "cft_gpt4o" not in cfg.train.methods:
         rows, report = [], {"off": "train.methods has no cft_gpt4o", "kept": 0}
     else:
-        index = data.build_index(cfg.data.decontamination.benchmarks, cfg.data.decontamination.ngram,
-                                 cfg.eval.hub_mirror, cfg.eval.hub_revisions)
-        counts = data.CftReport(source=f"{w.hub_id or data.WEBINSTRUCT_CFT} {w.subset} {w.split}")
-        rows = data.cft_rows(data.load_cft_critiques(w.hub_id, w.subset, w.split, w.revision), index, w.n_rows,
-                             cfg.seed, counts)
+        index = sampling.build_index(cfg.data.decontamination.benchmarks, cfg.data.decontamination.ngram,
+                                     cfg.eval.hub_mirror, cfg.eval.hub_revisions)
+        counts = sampling.CftReport(source=f"{w.hub_id or sampling.WEBINSTRUCT_CFT} {w.subset} {w.split}")
+        rows = sampling.cft_rows(sampling.load_cft_critiques(w.hub_id, w.subset, w.split, w.revision), index,
+                                 w.n_rows, cfg.seed, counts)
         report = counts.to_dict()
     io.write_jsonl(args.out, rows)
     io.write_json(args.metrics, provenance.stamp(report))
@@ -65,9 +65,10 @@ def _cft_data(args) -> int:
 
 
 def _check_grading(args) -> int:
-    """Each benchmark's round trip (cgd.gradecheck): gold stated -> correct, another answer -> wrong."""
-    from cgd import benchmarks, gradecheck
-    from cgd.grading import Rules
+    """Each benchmark's round trip (cgd.evaluation.gradecheck): gold stated -> correct, another answer -> wrong."""
+    from cgd.data import benchmarks
+    from cgd.evaluation import gradecheck
+    from cgd.grading.rules import Rules
 
     cfg = P.load(args.params)
     rules = Rules(cfg.eval.grading_timeout_s, cfg.eval.theoremqa_rel_tol)
@@ -84,7 +85,7 @@ def _check_grading(args) -> int:
         for f in result["failures"][:args.show]:
             print(f"    {f}")
     if args.out:
-        from cgd import io
+        from cgd.runtime import io
 
         io.write_json(args.out, out)
     return 0 if worst >= args.min_share else 1
@@ -92,7 +93,7 @@ def _check_grading(args) -> int:
 
 def _rehearse(args) -> int:
     """A paper profile end to end on this machine: sizes shrunk, what it cannot have swapped."""
-    from cgd import rehearsal
+    from cgd.rehearsal import rehearse as rehearsal
 
     report = rehearsal.run(args.profile, args.scratch)
     print(f"rehearsal of {report['profile']}: {'ok' if report['ok'] else 'FAILED'} in "
@@ -102,7 +103,7 @@ def _rehearse(args) -> int:
 
 
 def _diagnostic_set(args) -> int:
-    from cgd import diagnostic_set
+    from cgd.experiments import diagnostic_set
 
     report = diagnostic_set.build(args.params, args.out, args.metrics, kernel=args.kernel)
     print(json.dumps(report, indent=2))
@@ -110,7 +111,7 @@ def _diagnostic_set(args) -> int:
 
 
 def _train(args) -> int:
-    from cgd.train import train
+    from cgd.training.train import train
 
     cfg = P.load(args.params, overrides=json.loads(args.overrides))
     metrics = train(cfg, args.method, args.seed, args.data, args.model_out, args.live_dir,
@@ -120,9 +121,11 @@ def _train(args) -> int:
 
 
 def _sweep_chain(args) -> tuple[tuple[str, ...], bool]:
-    from cgd.sweeps import ABLATIONS
+    from cgd.experiments.sweeps import ABLATIONS
 
     if args.ablation:
+        if args.ablation not in ABLATIONS:
+            raise SystemExit(f"error: --ablation {args.ablation} is not one of {', '.join(ABLATIONS)}")
         ablation = ABLATIONS[args.ablation]
         return (tuple(args.chain.split(",")) if args.chain else ablation.chain,
                 args.every_epoch or ablation.every_epoch)
@@ -134,7 +137,7 @@ def _sweep_chain(args) -> tuple[tuple[str, ...], bool]:
 def _sweep_point(args) -> int:
     import shutil
 
-    from cgd import sweeps
+    from cgd.experiments import sweeps
 
     chain, every_epoch = _sweep_chain(args)
     result = sweeps.run_point(args.point, chain, sweeps.parse_assignments(args.set), args.params,
@@ -149,7 +152,7 @@ def _sweep_point(args) -> int:
 
 
 def _sweep(args) -> int:
-    from cgd import sweeps
+    from cgd.experiments import sweeps
 
     chain, every_epoch = _sweep_chain(args)
     grid = sweeps.parse_assignments(args.grid, many=True)
@@ -167,7 +170,7 @@ def _server_command(args) -> int:
     import os
     import shlex
 
-    from cgd import vllm_server
+    from cgd.generation import vllm_server
 
     cfg = P.load(args.params)
     model = P.role_model(cfg, args.role)
@@ -192,16 +195,22 @@ def _server_command(args) -> int:
 
 
 def _repro(args) -> int:
-    from cgd import repro
+    from cgd.launch import repro
 
     return repro.run(args.dvc_args)
+
+
+def _stage_deps(args) -> int:
+    from cgd.launch import stage_deps
+
+    return stage_deps.main()
 
 
 def _follow_server(args) -> int:
     """Node K of several: its headless share of every vLLM server the head's stages start."""
     import logging
 
-    from cgd import vllm_server
+    from cgd.generation import vllm_server
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     try:
@@ -212,8 +221,6 @@ def _follow_server(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cgd.sweeps import ABLATIONS
-
     parser = argparse.ArgumentParser(prog="python -m cgd")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("validate", help="load and validate params.yaml, naming the first bad key")
@@ -240,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--show", type=int, default=10, help="failures printed per benchmark")
     p.add_argument("--out", help="write the full report (JSON)")
     p.set_defaults(run=_check_grading)
+    p = sub.add_parser("stage-deps", help="the cgd folders each dvc.yaml stage runs (its code deps), from its imports")
+    p.set_defaults(run=_stage_deps)
     p = sub.add_parser("repro", help="dvc repro with warm kernels (make repro) and each stage's time")
     p.add_argument("dvc_args", nargs=argparse.REMAINDER, help="passed to dvc repro (e.g. -s rollout)")
     p.set_defaults(run=_repro)
@@ -295,8 +304,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="a fixed value: dotted keys override params.yaml, bare keys (method, seed, "
                             "teacher, model) are notebook parameters")
         p.add_argument("--chain", help="comma-separated steps, e.g. 05_train,06_eval")
-        p.add_argument("--ablation", choices=list(ABLATIONS),
-                       help="one of the paper's ablations: sets the chain and tags the points for figures")
+        p.add_argument("--ablation", help="one of the paper's ablations (cgd/experiments/sweeps.py ABLATIONS): "
+                                          "sets the chain and tags the points for figures")
         p.add_argument("--every-epoch", action="store_true", help="evaluate the model after every epoch")
         p.add_argument("--params", default="params.yaml")
         p.add_argument("--kernel", default="cgd", help="Jupyter kernel for papermill")

@@ -28,7 +28,7 @@ def tiny_model(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def smollm2_conversion(tmp_path_factory) -> tuple[Path, dict]:
     """The embedded SmolLM2-135M-Instruct GGUF converted to a plain HF folder, once per session."""
-    from cgd import assets
+    from cgd.data import assets
 
     out = tmp_path_factory.mktemp("smollm2") / "smollm2-135m-instruct"
     report = assets.convert_embedded_model(out, "bfloat16")
@@ -43,7 +43,7 @@ def smollm2(smollm2_conversion) -> Path:
 @pytest.fixture(scope="session")
 def webinstruct_hub(tmp_path_factory) -> Path:
     """TIGER-Lab/WebInstructSub's layout (data/train-*.parquet) with rows of its real schema."""
-    from cgd import mirror
+    from cgd.rehearsal import mirror
 
     return mirror.write_pool(tmp_path_factory.mktemp("hub"), "TIGER-Lab/WebInstructSub")
 
@@ -51,7 +51,7 @@ def webinstruct_hub(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def openmathinstruct2_hub(tmp_path_factory) -> Path:
     """nvidia/OpenMathInstruct-2: data/<split>-NNNNN-of-NNNNN.parquet per split (here train_1M)."""
-    from cgd import mirror
+    from cgd.rehearsal import mirror
 
     return mirror.write_pool(tmp_path_factory.mktemp("hub"), "nvidia/OpenMathInstruct-2")
 
@@ -60,7 +60,7 @@ def openmathinstruct2_hub(tmp_path_factory) -> Path:
 def webinstruct_cft_hub(tmp_path_factory) -> Path:
     """TIGER-Lab/WebInstruct-CFT: one folder per subset (WebInstruct-CFT-4K, -50K, -600K), each a
     dataset config of the card."""
-    from cgd import mirror
+    from cgd.rehearsal import mirror
 
     return mirror.write_pool(tmp_path_factory.mktemp("hub"), "TIGER-Lab/WebInstruct-CFT")
 
@@ -68,7 +68,7 @@ def webinstruct_cft_hub(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def metamathqa_hub(tmp_path_factory) -> Path:
     """meta-math/MetaMathQA's layout: one JSON array file at the repository root."""
-    from cgd import mirror
+    from cgd.rehearsal import mirror
 
     return mirror.write_pool(tmp_path_factory.mktemp("hub"), "meta-math/MetaMathQA")
 
@@ -85,6 +85,6 @@ def eval_hub_mirror(tmp_path_factory) -> Path:
     """A local mirror (eval.hub_mirror) of the hub evaluation sets: for each dataset, rows of
     its real schema in its real file format and place; configs declared in the dataset card's
     YAML header, as on the hub."""
-    from cgd import mirror
+    from cgd.rehearsal import mirror
 
     return mirror.write_benchmarks(tmp_path_factory.mktemp("eval-hub"))

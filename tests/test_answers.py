@@ -1,6 +1,6 @@
 import pytest
 
-from cgd import answers
+from cgd.grading import answers
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from cgd import assets
+from cgd.data import assets
 
 
 def test_assets_found_without_import():

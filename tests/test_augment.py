@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from cgd import augment, prompts
-from cgd import params as P
-from cgd.generation import Backend, Completion, ReferenceBackend
-from cgd.io import read_jsonl
+from cgd import config as P
+from cgd.distill import augment, prompts
+from cgd.generation import Backend, Completion
+from cgd.generation.reference import ReferenceBackend
+from cgd.runtime.io import read_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -138,9 +139,10 @@ def test_finished_shards_are_not_regenerated_and_stale_ones_are(tmp_path):
 
 _KILLABLE = r"""
 import sys, time
-from cgd import augment, prompts, params as P
-from cgd.generation import TransformersBackend
-from cgd.io import read_jsonl, write_jsonl
+from cgd.distill import augment, prompts
+from cgd import config as P
+from cgd.generation.hf import TransformersBackend
+from cgd.runtime.io import read_jsonl, write_jsonl
 
 class Slow(TransformersBackend):  # slow enough that the test can kill it between shards
     def generate(self, requests, seed):
@@ -159,7 +161,7 @@ print("resumed", run.shards_resumed)
 
 @pytest.mark.slow
 def test_killed_run_resumes_without_losing_or_duplicating_rows(tmp_path, tiny_model):
-    from cgd.io import write_jsonl
+    from cgd.runtime.io import write_jsonl
 
     inp = tmp_path / "in.jsonl"
     write_jsonl(inp, _rows(10))

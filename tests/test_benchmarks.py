@@ -5,7 +5,7 @@ import typing
 
 import pytest
 
-from cgd import benchmarks
+from cgd.data import benchmarks
 from tests.conftest import FIXTURES
 
 HUB = [name for name, b in benchmarks.REGISTRY.items() if b.hub_id]
@@ -76,7 +76,7 @@ def test_olympiad_gold_normalization():
 def test_every_benchmark_grades_its_own_gold(eval_hub_mirror):
     """The round trip on every benchmark's rows (fixtures for the hub sets, the real files for the
     embedded ones): the gold stated in \\boxed{} grades correct, another answer wrong."""
-    from cgd import gradecheck
+    from cgd.evaluation import gradecheck
 
     for name in benchmarks.REGISTRY:
         if name == "math":  # 5,000 problems; MATH-500 is its evaluation subset
@@ -113,7 +113,7 @@ def test_a_hub_benchmark_reads_the_pinned_revision(monkeypatch):
     """eval.hub_revisions reaches datasets.load_dataset, and the read is recorded for provenance."""
     import datasets
 
-    from cgd import hub, provenance
+    from cgd.runtime import provenance
 
     calls = []
 
@@ -124,7 +124,7 @@ def test_a_hub_benchmark_reads_the_pinned_revision(monkeypatch):
                                             "src": "s"}])
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load)
-    monkeypatch.setattr(hub, "READS", [])
+    monkeypatch.setattr(provenance, "DATASET_READS", [])
     rev = "3373e0b32277875b8db2aa555a333b78a08477ea"
     problems, _ = benchmarks.load_counted("mmlu_pro", None, rev)
     assert calls == [("TIGER-Lab/MMLU-Pro", None, "test", rev)]

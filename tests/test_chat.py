@@ -7,8 +7,13 @@ import shutil
 import pytest
 from transformers import AutoTokenizer
 
-from cgd import chat, generation, prompts, records
-from cgd.standins import MIXTRAL_TEMPLATE  # Mixtral-8x7B-Instruct-v0.1's, as its tokenizer_config.json ships it
+import cgd.generation.base as generation_base
+from cgd.distill import prompts
+from cgd.generation import chat
+from cgd.rehearsal.standins import (
+    MIXTRAL_TEMPLATE,  # Mixtral-8x7B-Instruct-v0.1's, as its tokenizer_config.json ships it
+)
+from cgd.training import records
 
 ROW = {"id": "r1", "question": "Tom has 3 apples and buys 4 more. How many apples?", "status": "ok",
        "in_mixture": True, "reference_solution": "3 + 4 = 7", "student_answer": "3 + 4 = 8, so \\boxed{8}",
@@ -37,7 +42,7 @@ def test_a_base_model_gets_the_plain_layout_in_training_and_evaluation(tiny_mode
     # and the trained completion ends with EOS, so the model learns where to stop.
     record = records.sft(ROW, records.templates())
     prompt_ids, full_ids = records.token_ids(record, tok)
-    assert generation.chat_token_ids(tok, messages) == prompt_ids == full_ids[:len(prompt_ids)]
+    assert generation_base.chat_token_ids(tok, messages) == prompt_ids == full_ids[:len(prompt_ids)]
     assert full_ids[-1] == tok.eos_token_id
     assert tok.decode(full_ids[len(prompt_ids):-1]) == record["completion"][0]["content"]
 
@@ -72,8 +77,8 @@ def test_a_chat_template_with_a_system_role_is_left_alone(tiny_model):
 def test_trl_trains_a_base_model_on_the_plain_layout_and_saves_it(tiny_model, tmp_path):
     """The base student trains through TRL with the plain layout (completion-only: the loss covers
     the answer and its EOS), and the trained folder carries the template evaluation will use."""
-    from cgd import train
-    from cgd.io import write_jsonl
+    from cgd.runtime.io import write_jsonl
+    from cgd.training import train
     from tests.test_train import ROWS, _cfg
 
     base = _copy(tiny_model, tmp_path, None)

@@ -3,8 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from cgd import benchmarks, data
-from cgd import params as P
+from cgd import config as P
+from cgd.data import benchmarks
+from cgd.data import sampling as data
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -169,7 +170,7 @@ def test_a_local_hub_folder_is_read_afresh(raw_params, tmp_path, openmathinstruc
 def test_webinstruct_cft_rows_become_cft_star_records(webinstruct_cft_hub, index):
     """CFT*: WebInstruct-CFT's rows (subset WebInstruct-CFT-50K, fixture in the hub layout) as stage-04
     rows; the CFT record built from each learns GPT-4o's critique, and every dropped row is counted."""
-    from cgd import records
+    from cgd.training import records
 
     report = data.CftReport("webinstruct_cft")
     rows = data.cft_rows(data.load_cft_critiques(str(webinstruct_cft_hub), "WebInstruct-CFT-50K", "train"),
@@ -216,7 +217,7 @@ def test_webinstruct_cft_rows_become_cft_star_records(webinstruct_cft_hub, index
 ])
 def test_webinstruct_cft_row_variants(row, expected):
     """Every layout the real WebInstruct-CFT rows use parses; the verdict reads from each ending."""
-    from cgd import labels
+    from cgd.grading import labels
 
     assert data.parse_cft_row(row) == expected
     if isinstance(expected, tuple):
@@ -227,9 +228,9 @@ def test_the_cft_data_stage_reads_webinstruct_cft_only_for_cft_star(raw_params, 
                                                                      tiny_model):
     import yaml
 
-    from cgd import train
     from cgd.__main__ import main
-    from cgd.io import read_json, read_jsonl
+    from cgd.runtime.io import read_json, read_jsonl
+    from cgd.training import train
 
     def run(methods):
         raw = yaml.safe_load(yaml.safe_dump(raw_params))

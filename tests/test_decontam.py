@@ -1,4 +1,4 @@
-from cgd.decontam import NgramIndex
+from cgd.data.decontam import NgramIndex
 
 
 def _index():

@@ -5,7 +5,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from cgd import diagnostics as D
+from cgd.evaluation import diagnostics as D
+from cgd.reporting import appendix_c
 from tests.test_generation import KEY, chat_server  # noqa: F401  (a fixture: the fake OpenAI server)
 
 ROW = {"id": "r1", "question": "Tom has 3 apples and buys 4 more. How many apples?",
@@ -51,7 +52,7 @@ def test_first_token_entropy_is_the_entropy_after_the_prompt(tiny):
 
 def test_gradient_norm_matches_an_explicit_computation(tiny):
     model, tok = tiny
-    from cgd import records
+    from cgd.training import records
 
     for with_critique in (True, False):
         got = D.gradient_norm(model, tok, ROW, with_critique)
@@ -101,7 +102,7 @@ def test_counterfactual_partner_is_never_the_rows_own_critique():
 def test_diagnostics_notebook_end_to_end(tiny_model, tmp_path):
     import papermill as pm
 
-    from cgd.io import read_json, write_jsonl
+    from cgd.runtime.io import read_json, write_jsonl
 
     rows = [{**ROW, "id": f"r{i}", "status": "ok", "in_mixture": True, "reference_answer": "7",
              "question": f"{ROW['question']} (case {i})"} for i in range(5)]
@@ -128,14 +129,12 @@ def test_diagnostics_notebook_end_to_end(tiny_model, tmp_path):
     assert m["provenance"]["models"]["cgd"]["path"] == str(tiny_model)
     with np.load(tmp_path / "out" / "attention.npz") as arrays:
         assert len(arrays.files) == 2 and all(arrays[k].shape[1:] == (2, 4) for k in arrays.files)
-    from cgd import tables
-
-    columns, t9 = tables.table9(m, [], "LLaMA3.1-8B Instruct")
+    columns, t9 = appendix_c.table9(m, [], "LLaMA3.1-8B Instruct")
     assert t9["cgd"]["mean_entropy"].run == round(m["table9_entropy"]["cgd"]["mean"], 2)
     assert t9["cgd"]["minus_cgd"].text() == "—"
-    _, t10 = tables.table10(m, [], "LLaMA3.1-8B Instruct")
+    _, t10 = appendix_c.table10(m, [], "LLaMA3.1-8B Instruct")
     assert t10["with_critique"]["grad_norm_mean"].run == round(m["table10_gradient_norm"]["with_critique"]["mean"], 1)
-    _, t11 = tables.table11(m)
+    _, t11 = appendix_c.table11(m)
     assert t11["cgd"]["factual"].run == round(m["table11_counterfactual"]["cgd"]["factual"]["mean"], 1)
 
 
@@ -156,8 +155,8 @@ def _set_params(tmp_path, tiny_model, raw_params, student_url=None, **diagnostic
 
 
 def test_the_demo_set_is_a_sample_of_complete_stage04_rows(tmp_path, tiny_model, raw_params):
-    from cgd import diagnostic_set
-    from cgd.io import read_json, read_jsonl, write_jsonl
+    from cgd.experiments import diagnostic_set
+    from cgd.runtime.io import read_json, read_jsonl, write_jsonl
 
     rows = [{**ROW, "id": f"r{i}", "status": "ok"} for i in range(5)]
     rows.append({**ROW, "id": "bad", "status": "refine:truncated"})
@@ -181,8 +180,8 @@ def test_a_data_source_set_runs_through_notebooks_01_to_04(tmp_path, tiny_model,
     """OpenMathInstruct-2 (fixture in the hub layout): sampled apart from the training questions,
     answered by a served student (OpenAI-compatible fake), critiqued and refined (reference oracle)
     by the real notebooks; a second build finds the point done and reruns nothing."""
-    from cgd import diagnostic_set
-    from cgd.io import read_json, read_jsonl, write_jsonl
+    from cgd.experiments import diagnostic_set
+    from cgd.runtime.io import read_json, read_jsonl, write_jsonl
 
     training = tmp_path / "train.jsonl"
     write_jsonl(training, [{"id": "webinstruct-7", "question": "A train travels 240 miles in 4 hours. At the same "
@@ -207,7 +206,7 @@ def test_a_data_source_set_runs_through_notebooks_01_to_04(tmp_path, tiny_model,
 def test_attention_figures_are_the_same_png_on_every_draw(tmp_path):
     """figures/ is committed: a rerun with the same inputs must not change a PNG (the CI bands
     are a seeded bootstrap)."""
-    from cgd import figures
+    from cgd.reporting import figures
 
     rng = np.random.default_rng(0)
     shares = {f"r{i}": rng.dirichlet(np.ones(4), size=(6, 5)) for i in range(4)}  # [step, layer, section]

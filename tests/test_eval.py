@@ -4,11 +4,12 @@ from dataclasses import replace
 
 import pytest
 
-from cgd import evaluation, general
-from cgd import params as P
-from cgd.benchmarks import Problem
+from cgd import config as P
+from cgd.data.benchmarks import Problem
+from cgd.evaluation import evaluate as evaluation
+from cgd.evaluation import general
 from cgd.generation import make_backend
-from cgd.io import read_json, read_jsonl
+from cgd.runtime.io import read_json, read_jsonl
 
 REPO_NOTEBOOK = "notebooks/06_eval.ipynb"
 
@@ -137,7 +138,7 @@ def test_eval_params_are_validated(raw_params):
 def test_lm_eval_s_vllm_gets_the_resolved_dtype(monkeypatch):
     """`auto` means bf16 where the hardware runs it, else fp32: lm-eval's vLLM must get that, not
     vLLM's own `auto` (the checkpoint's bf16, emulated on a CPU without bf16 instructions)."""
-    from cgd import device
+    from cgd.runtime import device
 
     cfg = P.load("params.yaml", {})
     assert cfg.student.dtype == "auto"

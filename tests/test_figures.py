@@ -1,4 +1,4 @@
-"""No figure has a panel that reads as blank (cgd/figures.py `empty_panels`, which `save` enforces):
+"""No figure has a panel that reads as blank (cgd/reporting/figures.py `empty_panels`, which `save` enforces):
 a bar at 0 carries its value as text, so a panel of zeros reads "0" and never looks like a figure
 that failed to draw. Checked on all-zero inputs and on the committed metrics the committed figures
 were drawn from."""
@@ -12,7 +12,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
-from cgd import figures, io, tables  # noqa: E402
+from cgd.reporting import (
+    figures,
+    tables,  # noqa: E402
+)
+from cgd.runtime import io
 from tests.conftest import REPO  # noqa: E402
 
 

@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cgd import evaluation, figures, sweeps, tables
-from cgd import params as P
-from cgd.io import read_json, read_jsonl, write_jsonl
+from cgd import config as P
+from cgd.evaluation import evaluate as evaluation
+from cgd.experiments import sweeps
+from cgd.reporting import figures, points, tables
+from cgd.runtime.io import read_json, read_jsonl, write_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -114,12 +116,12 @@ def test_only_the_current_sources_points_are_read(raw_params):
         return {"ablation": ablation, "values": values, "overrides": overrides, "chain": [], "fingerprint": "", "eval": {}}
 
     trained = {"flaw_source": "small", "method": "cgd", "seed": 0}
-    assert sweeps.is_current(point("flaw_source_data", {"flaw_source": "small"}, {"rollout.model": spec}), cfg)
-    assert sweeps.is_current(point("flaw_source", trained, {"rollout.model": spec, "eval.general.tasks": {}}), cfg)
-    assert not sweeps.is_current(point("flaw_source", {**trained, "seed": 9}, {"rollout.model": spec}), cfg)
-    assert not sweeps.is_current(point("flaw_source", {**trained, "method": "cft"}, {"rollout.model": spec}), cfg)
-    assert not sweeps.is_current(point("flaw_source", trained, {"rollout.model": {"model": "org/Other"}}), cfg)
-    assert not sweeps.is_current(point("flaw_source_data", {"flaw_source": "gone"}, {"rollout.model": spec}), cfg)
+    assert points.is_current(point("flaw_source_data", {"flaw_source": "small"}, {"rollout.model": spec}), cfg)
+    assert points.is_current(point("flaw_source", trained, {"rollout.model": spec, "eval.general.tasks": {}}), cfg)
+    assert not points.is_current(point("flaw_source", {**trained, "seed": 9}, {"rollout.model": spec}), cfg)
+    assert not points.is_current(point("flaw_source", {**trained, "method": "cft"}, {"rollout.model": spec}), cfg)
+    assert not points.is_current(point("flaw_source", trained, {"rollout.model": {"model": "org/Other"}}), cfg)
+    assert not points.is_current(point("flaw_source_data", {"flaw_source": "gone"}, {"rollout.model": spec}), cfg)
 
 
 # ---------------------------------------------------------------- the stage-07 table
@@ -188,7 +190,7 @@ Y_PRIME_KEYS = ("student_", "verifier_correct", "rollout_status", "rollout_finis
 def standin_pair(tmp_path_factory) -> tuple[Path, Path]:
     """The rehearsal's stand-ins for a student (Llama-3.1-8B-Instruct's shape) and a smaller model of
     its family (Llama-3.2-3B-Instruct's), trained on these questions: both write boxed answers."""
-    from cgd import standins
+    from cgd.rehearsal import standins
 
     root = tmp_path_factory.mktemp("standins")
     qs = [q for q, _, _ in QUESTIONS]

@@ -1,13 +1,17 @@
 import json
+import os
+import sys
 import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
-from cgd import device
+from cgd import config as P
 from cgd import generation as G
-from cgd import params as P
+from cgd.generation import factory, hf, openai_api, reference, vllm_engine
+from cgd.runtime import device
 
 
 def _cfg(raw_params, tiny_model, **gen):
@@ -24,7 +28,7 @@ def _requests(n):
 
 def test_transformers_backend_batches_and_keeps_order(raw_params, tiny_model):
     cfg = _cfg(raw_params, tiny_model, max_new_tokens=6, temperature=0.0, batch_size=2)
-    backend = G.TransformersBackend(cfg.student, cfg.rollout)
+    backend = hf.TransformersBackend(cfg.student, cfg.rollout)
     reqs = _requests(5)
     out = backend.generate(reqs, seed=0)
     assert len(out) == 5
@@ -37,7 +41,7 @@ def test_transformers_backend_batches_and_keeps_order(raw_params, tiny_model):
 
 def test_transformers_sampling_is_seeded(raw_params, tiny_model):
     cfg = _cfg(raw_params, tiny_model, max_new_tokens=12, temperature=1.0, top_p=1.0, batch_size=4)
-    backend = G.TransformersBackend(cfg.student, cfg.rollout)
+    backend = hf.TransformersBackend(cfg.student, cfg.rollout)
     reqs = _requests(4)
     first = [c.text for c in backend.generate(reqs, seed=3)]
     assert first == [c.text for c in backend.generate(reqs, seed=3)]
@@ -55,14 +59,14 @@ def test_reference_backend_critiques_against_gold_and_refines_with_reference():
         {"reference_answer": None, "student_answer": "\\boxed{1}", "reference_solution": "x"},
     ]
     reqs = [G.Request(str(i), [], r) for i, r in enumerate(rows)]
-    critiques = G.ReferenceBackend("critique").generate(reqs, 0)
+    critiques = reference.ReferenceBackend("critique").generate(reqs, 0)
     assert [c.text.splitlines()[-1] for c in critiques[:3]] == [
         "Conclusion: right", "Conclusion: wrong", "Conclusion: wrong"]
     assert "Conclusion" not in critiques[3].text
-    refined = G.ReferenceBackend("refine").generate(reqs[:1], 0)[0].text
+    refined = reference.ReferenceBackend("refine").generate(reqs[:1], 0)[0].text
     assert refined.endswith("The final answer is $\\boxed{72}$.") and "####" not in refined
     with pytest.raises(ValueError):
-        G.ReferenceBackend("rollout")
+        reference.ReferenceBackend("rollout")
 
 
 def test_vllm_request_building_without_vllm(raw_params, monkeypatch):
@@ -71,23 +75,23 @@ def test_vllm_request_building_without_vllm(raw_params, monkeypatch):
                                  kv_cache_gib=None)
     raw_params["critique"].update(backend="vllm", temperature=0.6, top_p=0.9, max_new_tokens=2048)
     cfg = P.from_dict(raw_params)
-    assert G.vllm_engine_args(cfg.teacher, 7) == {
+    assert vllm_engine.vllm_engine_args(cfg.teacher, 7) == {
         "model": "meta-llama/Llama-3.3-70B-Instruct", "tensor_parallel_size": 8,
         "max_model_len": 8192, "dtype": "bfloat16", "seed": 7, "enforce_eager": False,
         "gpu_memory_utilization": 0.9}
-    assert G.vllm_sampling_args(cfg.critique, 7) == {
+    assert vllm_engine.vllm_sampling_args(cfg.critique, 7) == {
         "temperature": 0.6, "top_p": 0.9, "max_tokens": 2048, "seed": 7, "skip_special_tokens": True}
     # The CPU demo: an explicit KV cache in bytes, and the engine in this process. Its dtype `auto`
     # is resolved here, not left to vLLM (which would read the checkpoint's bf16 on any CPU).
     demo = P.from_dict(yaml_params())
     monkeypatch.setattr(device, "bf16_supported", lambda: False)
-    assert G.vllm_engine_args(demo.student, 1, on_cpu=True) == {
+    assert vllm_engine.vllm_engine_args(demo.student, 1, on_cpu=True) == {
         "model": "models/smollm2-135m-instruct", "tensor_parallel_size": 1, "max_model_len": 4096,
         "dtype": "float32", "seed": 1, "enforce_eager": True, "gpu_memory_utilization": 0.9,
         "kv_cache_memory_bytes": 2 * 2**30, "enable_chunked_prefill": False,
         "distributed_executor_backend": "uni"}
     monkeypatch.setattr(device, "bf16_supported", lambda: True)
-    assert G.vllm_engine_args(demo.student, 1, on_cpu=True)["dtype"] == "bfloat16"
+    assert vllm_engine.vllm_engine_args(demo.student, 1, on_cpu=True)["dtype"] == "bfloat16"
 
 
 def yaml_params():
@@ -177,7 +181,6 @@ class _FakeLLM:
 
 @pytest.fixture
 def fake_vllm(monkeypatch):
-    import sys
     from types import ModuleType, SimpleNamespace
 
     vllm = ModuleType("vllm")
@@ -189,7 +192,7 @@ def fake_vllm(monkeypatch):
     vllm.inputs = inputs
     monkeypatch.setitem(sys.modules, "vllm", vllm)
     monkeypatch.setitem(sys.modules, "vllm.inputs", inputs)
-    monkeypatch.setattr(G, "vllm_available", lambda: True)
+    monkeypatch.setattr(factory, "vllm_available", lambda: True)
     _FakeLLM.instances = []
     return _FakeLLM
 
@@ -202,7 +205,7 @@ def test_vllm_backend_seeds_each_request_and_isolates_bad_rows(raw_params, tiny_
     cfg = P.from_dict(raw_params)
     threads = torch.get_num_threads()
     backend = G.make_backend("rollout", "student", cfg.rollout, cfg.student, cfg.seed)
-    assert isinstance(backend, G.VLLMBackend) and backend.name == "vllm"
+    assert isinstance(backend, vllm_engine.VLLMBackend) and backend.name == "vllm"
     llm = fake_vllm.instances[0]
     assert llm.kwargs["distributed_executor_backend"] == "uni" and llm.kwargs["kv_cache_memory_bytes"] == 2**31
 
@@ -238,7 +241,7 @@ def test_s1_think_markers_survive_generation_and_the_record_builder(raw_params, 
     """s1.1 answers "<|im_start|>think ... <|im_start|>answer ...": with the teacher's
     skip_special_tokens false the markers reach the refined answer and the CGD training target as
     the special tokens they were; with the default they are stripped (words left dangling)."""
-    from cgd import records
+    from cgd.training import records
 
     raw_params["teacher"].update(model=str(tiny_model), skip_special_tokens=skip)
     raw_params["refine"]["backend"] = "vllm"
@@ -303,12 +306,12 @@ def test_vllm_backend_names_the_keys_cpu_needs(raw_params, tiny_model, fake_vllm
 
 
 def test_vllm_falls_back_to_transformers_where_not_installed(raw_params, tiny_model, monkeypatch):
-    monkeypatch.setattr(G, "vllm_available", lambda: False)
+    monkeypatch.setattr(factory, "vllm_available", lambda: False)
     raw_params["student"]["model"] = str(tiny_model)
     cfg = P.from_dict(raw_params)
     assert cfg.rollout.backend == "vllm" and G.resolved_backend("vllm") == "transformers"
     backend = G.make_backend("rollout", "student", cfg.rollout, cfg.student, cfg.seed)
-    assert isinstance(backend, G.TransformersBackend) and backend.name == "transformers (vllm not installed)"
+    assert isinstance(backend, hf.TransformersBackend) and backend.name == "transformers (vllm not installed)"
 
 
 # ---------------------------------------------------------------- OpenAI-compatible endpoint
@@ -391,7 +394,7 @@ def _served_teacher(raw_params, url, monkeypatch, request_timeout_s=2, max_retri
                                  max_concurrency=4, request_timeout_s=request_timeout_s, max_retries=max_retries)
     raw_params["critique"]["backend"] = raw_params["refine"]["backend"] = "openai"
     cfg = P.from_dict(raw_params)
-    return G.OpenAIBackend(cfg.teacher, cfg.critique, "teacher")
+    return openai_api.OpenAIBackend(cfg.teacher, cfg.critique, "teacher")
 
 
 def test_openai_backend_retries_and_records_failures(raw_params, chat_server, monkeypatch):
@@ -443,12 +446,12 @@ def test_openai_backend_names_the_missing_env_var(raw_params, monkeypatch):
     raw_params["teacher"].update(api_key_env="CGD_MISSING_KEY", base_url="http://127.0.0.1:9/v1")
     cfg = P.from_dict(raw_params)
     with pytest.raises(RuntimeError, match="CGD_MISSING_KEY.*teacher.api_key_env"):
-        G.OpenAIBackend(cfg.teacher, cfg.critique, "teacher")
+        openai_api.OpenAIBackend(cfg.teacher, cfg.critique, "teacher")
 
 
 def test_transformers_choose_scores_the_options(raw_params, tiny_model):
     cfg = _cfg(raw_params, tiny_model)
-    backend = G.TransformersBackend(cfg.student, cfg.rollout)
+    backend = hf.TransformersBackend(cfg.student, cfg.rollout)
     reqs = _requests(3)
     picks = backend.choose(reqs, ["right", "wrong"], 0, cfg.critique)
     assert all(c.text in ("right", "wrong") for c in picks)
@@ -472,7 +475,8 @@ def test_stage_06_shuts_its_engine_down_before_lm_eval_starts_one(raw_params, ti
 
     import lm_eval
 
-    from cgd import evaluation, general
+    from cgd.evaluation import evaluate as evaluation
+    from cgd.evaluation import general
 
     raw_params["student"].update(model=str(tiny_model), gpu_memory_utilization=0.42)
     raw_params["eval"].update(hub_mirror=str(eval_hub_mirror), benchmarks={"gsm8k": 2},
@@ -502,3 +506,34 @@ def test_stage_06_shuts_its_engine_down_before_lm_eval_starts_one(raw_params, ti
     out = general.run(str(tiny_model), cfg.eval.general, model_cfg, cfg.seed)
     assert out["cgd_local_mc"]["value"] == 50.0
     assert [llm.kwargs["gpu_memory_utilization"] for llm in fake_vllm.instances] == [0.42, 0.42]
+
+
+def test_vllm_logging_keeps_real_warnings_and_drops_the_expected_ones(capsys, monkeypatch):
+    """A notebook cell shows vLLM's warnings but not its INFO config dump nor the warnings this
+    pipeline causes on purpose: the configuration Quiet hands vLLM (cgd/generation/vllm_logs.py)."""
+    import logging
+    import logging.config
+
+    from cgd.generation import vllm_logs
+
+    monkeypatch.delenv("CGD_VLLM_VERBOSE", raising=False)
+    monkeypatch.delenv(vllm_logs.ENV, raising=False)
+    with vllm_logs.Quiet():  # what the engine reads when it starts
+        config = json.loads(Path(os.environ[vllm_logs.ENV]).read_text())
+    assert vllm_logs.ENV not in os.environ  # put back when the engine closes
+    logger = logging.getLogger("vllm")
+    saved = (logger.level, list(logger.handlers), logger.propagate)
+    try:
+        logging.config.dictConfig(config)
+        child = logging.getLogger("vllm.v1.worker.cpu_worker")
+        child.info("Initializing a V1 LLM engine (v0.32.0) with config: ...")
+        child.warning("libtcmalloc is not found in LD_PRELOAD. For best performance ...")
+        child.warning("CPU backend doesn't allow to use `torch.set_num_threads` after the thread binding, skip it.")
+        child.warning("KV cache is too small for the requested max_model_len")
+    finally:
+        logger.setLevel(saved[0])
+        logger.handlers[:] = saved[1]
+        logger.propagate = saved[2]
+    out = capsys.readouterr().out
+    assert "KV cache is too small" in out
+    assert "Initializing a V1 LLM engine" not in out and "LD_PRELOAD" not in out and "set_num_threads" not in out

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from cgd import grading
+from cgd.grading import rules as grading
 
 # (gold, model output, expected verdict). Gold is written as the benchmarks write it; the output
 # as a model would, usually ending in \boxed{}.

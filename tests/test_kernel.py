@@ -1,4 +1,4 @@
-"""Warm kernels (cgd/kernel.py): a notebook run through papermill on a kernel forked from the server
+"""Warm kernels (cgd/runtime/kernel.py): a notebook run through papermill on a kernel forked from the server
 sees its own working directory and environment, and the same kernelspec without a server is a
 plain ipykernel."""
 
@@ -27,7 +27,7 @@ def kernelspec(tmp_path, monkeypatch):
     spec = tmp_path / "jupyter" / "kernels" / "cgdwarm"
     spec.mkdir(parents=True)
     (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "cgd.kernel", "launch", "-f", "{connection_file}"],
+        "argv": [sys.executable, "-m", "cgd.runtime.kernel", "launch", "-f", "{connection_file}"],
         "display_name": "cgd warm test", "language": "python"}))
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
     nb = nbformat.v4.new_notebook()
@@ -59,7 +59,7 @@ def test_a_forked_kernel_has_the_launcher_s_cwd_and_environment(kernelspec, monk
     sock = Path("/tmp") / f"cgd-test-{os.getpid()}.sock"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     server = subprocess.Popen([sys.executable, "-c",
-                               f"from cgd import kernel; kernel.serve({str(sock)!r}, modules=('json',))"],
+                               f"from cgd.runtime import kernel; kernel.serve({str(sock)!r}, modules=('json',))"],
                               env=env, start_new_session=True)
     try:
         for _ in range(200):
@@ -84,7 +84,7 @@ def test_a_forked_kernel_has_the_launcher_s_cwd_and_environment(kernelspec, monk
 def test_make_repro_runs_dvc_s_stages_with_warm_kernels_and_times_each(tmp_path):
     """`python -m cgd repro` (make repro): DVC's own repro, with the kernel server's socket in every
     stage's environment, and each stage's seconds in runs/repro-times.json."""
-    from cgd import repro
+    from cgd.launch import repro
 
     subprocess.run([str(Path(sys.executable).with_name("dvc")), "init", "--no-scm", "-q"], cwd=tmp_path, check=True)
     write = "import os; open('{0}.txt', 'w').write(os.environ.get('CGD_KERNEL_SOCKET', ''))"

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from cgd import labels, prompts
+from cgd.distill import prompts
+from cgd.grading import labels
 
 ENDINGS = [json.loads(line) for line in
            (Path(__file__).parent / "fixtures" / "critique_endings.jsonl").read_text().splitlines()]
@@ -71,8 +72,9 @@ def test_custom_prompt_file(tmp_path):
 
 
 def test_the_student_sees_one_layout_in_rollout_training_and_evaluation():
-    from cgd import evaluation, records
-    from cgd.benchmarks import Problem
+    from cgd.data.benchmarks import Problem
+    from cgd.evaluation import evaluate as evaluation
+    from cgd.training import records
 
     question = "Natalia sold clips to 48 of her friends in April. How many clips did she sell?"
     row = {"id": "r1", "question": question, "reference_solution": "48 \\boxed{48}",

@@ -41,7 +41,7 @@ def test_each_notebook_is_a_stage_writing_its_executed_copy_to_runs(path):
     for stage in runs:
         if "cgd sweep-point" in stage["cmd"]:
             # An ablation point: the sweep runner writes <point>/runs/<notebook>.ipynb (test_sweeps).
-            from cgd.sweeps import ABLATIONS
+            from cgd.experiments.sweeps import ABLATIONS
 
             ablation = stage["cmd"].split("--ablation ")[1].split()[0]
             assert path.stem in ABLATIONS[ablation].chain
@@ -50,7 +50,7 @@ def test_each_notebook_is_a_stage_writing_its_executed_copy_to_runs(path):
             continue
         if "cgd diagnostic-set" in stage["cmd"]:
             # Notebooks 01-04 for a data-source diagnostic set: a point under the stage's own output.
-            from cgd.diagnostic_set import CHAIN
+            from cgd.experiments.diagnostic_set import CHAIN
 
             assert path.stem in CHAIN and "data/08_diagnostic_set" in [next(iter(o)) for o in stage["outs"]]
             continue

@@ -4,7 +4,8 @@ from collections import Counter
 
 import pytest
 
-from cgd import benchmarks, paper
+from cgd.data import benchmarks
+from cgd.reporting import paper
 
 ROWS = paper.load()
 
@@ -67,7 +68,7 @@ def test_a_mistyped_value_is_caught():
 
 
 def test_table5_is_what_the_paper_profiles_train_with():
-    from cgd.profiles import load_profile
+    from cgd.config.profiles import load_profile
 
     table5 = {r["benchmark"]: r["value"] for r in ROWS if r["table"] == "table5"}
     for name in ("llama8b-webinstruct", "llama8b-metamathqa", "s1-webinstruct"):

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cgd import params as P
-from cgd.profiles import apply_profile, load_profile
+from cgd import config as P
+from cgd.config.profiles import apply_profile, load_profile
 
 REPO = Path(__file__).resolve().parents[1]
 

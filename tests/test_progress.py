@@ -1,4 +1,4 @@
-"""cgd/progress.py: one progress bar, a widget in JupyterLab and text in papermill, DVC and logs.
+"""cgd/runtime/progress.py: one progress bar, a widget in JupyterLab and text in papermill, DVC and logs.
 
 The kernel tests start the project's real `cgd` kernel: once as papermill's command line starts it
 (a DVC stage's way, text bars in the notebook), once as a frontend does (nbclient, no papermill:
@@ -15,10 +15,10 @@ import sys
 import nbformat
 import pytest
 
-from cgd import progress
+from cgd.runtime import progress
 from tests.conftest import REPO
 
-CELL = ("import os\nfrom cgd.progress import bar, mode\nprint('mode', mode())\n"
+CELL = ("import os\nfrom cgd.runtime.progress import bar, mode\nprint('mode', mode())\n"
         "for _ in bar(range(3), desc='rows', unit='row', delay=0):\n    pass\n")
 
 
@@ -98,7 +98,12 @@ def test_papermill_gets_text_bars_and_a_frontend_gets_a_widget(tmp_path):
     assert not any("rows: 100%" in o.get("text", "") for o in outputs)  # no pink stderr text bar
 
 
-@pytest.mark.parametrize("name", ["augment", "evaluation", "diagnostics", "grading", "sweeps", "generation"])
-def test_the_modules_show_progress_through_the_one_helper(name):
-    source = (REPO / "cgd" / f"{name}.py").read_text()
+@pytest.mark.parametrize("path", [*sorted((REPO / "cgd").rglob("*.py")), *sorted((REPO / "notebooks").glob("*.ipynb"))],
+                         ids=lambda p: str(p.relative_to(REPO)))
+def test_every_module_and_notebook_shows_progress_through_the_one_helper(path):
+    if path == REPO / "cgd/runtime/progress.py":
+        return
+    source = path.read_text()
+    if path.suffix == ".ipynb":
+        source = "\n".join("".join(c["source"]) for c in json.loads(source)["cells"] if c["cell_type"] == "code")
     assert "from tqdm" not in source and "import tqdm" not in source

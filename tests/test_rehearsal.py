@@ -1,4 +1,4 @@
-"""Rehearsals (cgd/rehearsal.py): the overlay changes only sizes and swaps, every params key and every
+"""Rehearsals (cgd/rehearsal/rehearse.py): the overlay changes only sizes and swaps, every params key and every
 DVC stage is exercised by some profile's rehearsal, and the stand-ins have their models' shape."""
 
 from __future__ import annotations
@@ -11,8 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cgd import chat, rehearsal, standins
-from cgd.profiles import apply_overlay, apply_profile
+from cgd import config as P
+from cgd.config.profiles import apply_overlay, apply_profile
+from cgd.data import benchmarks
+from cgd.generation import chat
+from cgd.rehearsal import rehearse as rehearsal
+from cgd.rehearsal import standins
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILES = sorted(p.stem for p in (REPO / "configs" / "profiles").glob("*.yaml"))
@@ -28,7 +32,7 @@ def test_every_params_key_is_sized_swapped_or_kept():
                 assert not groups[a] & groups[b], f"in both {a} and {b}: {groups[a] & groups[b]}"
     classified = set().union(*groups.values())
     assert keys - classified == set(), "params keys no rehearsal decides about (add to SIZES, SWAP_KEYS or KEEP)"
-    assert classified - keys == set(), "stale keys in cgd/rehearsal.py"
+    assert classified - keys == set(), "stale keys in cgd/rehearsal/rehearse.py"
 
 
 def _rehearsed(profile: str, tmp_path: Path) -> tuple[dict, dict, list[dict]]:
@@ -50,9 +54,9 @@ def _rehearsed(profile: str, tmp_path: Path) -> tuple[dict, dict, list[dict]]:
 def test_the_overlay_keeps_every_code_path_setting_of_the_profile(profile, tmp_path):
     profiled, rehearsed, swaps = _rehearsed(profile, tmp_path)
     for key in rehearsal.KEEP:
-        assert rehearsal._get(rehearsed, key) == rehearsal._get(profiled, key), key
+        assert P.lookup(rehearsed, key) == P.lookup(profiled, key), key
     swapped = {s["key"] for s in swaps}
-    changed = {k for k in rehearsal.leaf_keys(profiled) if rehearsal._get(rehearsed, k) != rehearsal._get(profiled, k)}
+    changed = {k for k in rehearsal.leaf_keys(profiled) if P.lookup(rehearsed, k) != P.lookup(profiled, k)}
     assert changed <= swapped | set(rehearsal.SIZES)
     # Every hub model became a stand-in, every hub dataset a local folder.
     assert rehearsed["student"]["model"].startswith(str(tmp_path / "standins"))
@@ -71,7 +75,7 @@ def test_the_overlay_keeps_every_code_path_setting_of_the_profile(profile, tmp_p
 
 @pytest.mark.parametrize("has_bf16", [False, True])
 def test_bf16_becomes_fp32_only_on_a_cpu_without_bf16_instructions(has_bf16, tmp_path, monkeypatch):
-    from cgd import device
+    from cgd.runtime import device
 
     monkeypatch.setattr(device, "bf16_supported", lambda: has_bf16)
     profiled, rehearsed, swaps = _rehearsed("llama8b-webinstruct", tmp_path)
@@ -128,7 +132,7 @@ def test_the_run_shape_counts_the_profile_s_real_sizes(tmp_path):
     assert shape["optimizer_steps_per_main_run"] == 1563  # ceil(100k / 64)
     assert shape["generation"]["rollout"] == {"prompts": 100_000, "max_tokens": 100_000 * 2048}
     # greedy: every problem of the ten benchmarks; pass@k: 32 samples of AIME24 and AIME25's 60 problems
-    greedy = sum(rehearsal.BENCHMARK_ROWS[b] for b in raw["eval"]["benchmarks"])
+    greedy = sum(benchmarks.REGISTRY[b].rows for b in raw["eval"]["benchmarks"])
     assert shape["generation"]["eval (each)"]["prompts"] == greedy + 60 * 32
 
 
@@ -151,7 +155,7 @@ def test_index_rows_and_expected_items():
 
 @pytest.fixture(scope="module")
 def questions():
-    from cgd import mirror
+    from cgd.rehearsal import mirror
 
     return [r["question"] for r in json.loads((mirror.FIXTURES / "webinstructsub_rows.json").read_text())]
 
@@ -209,7 +213,7 @@ def test_an_unknown_hub_model_names_the_fix():
 def test_local_lm_eval_tasks_keep_lm_eval_s_groups_and_read_local_rows(tmp_path):
     from lm_eval.tasks import TaskManager
 
-    from cgd import lmeval_local
+    from cgd.rehearsal import lmeval_local
 
     written = lmeval_local.write(["leaderboard_musr", "truthfulqa_mc2"], tmp_path)
     assert written == ["leaderboard_musr_murder_mysteries", "leaderboard_musr_object_placements",
@@ -226,7 +230,7 @@ def test_local_lm_eval_tasks_keep_lm_eval_s_groups_and_read_local_rows(tmp_path)
 
 
 def test_generated_pool_rows_keep_the_fixture_schema_and_are_distinct_across_pools(tmp_path):
-    from cgd import mirror
+    from cgd.rehearsal import mirror
 
     for repo in mirror.QUESTION_FIELD:
         fixture = json.loads((mirror.FIXTURES / mirror.POOLS[repo][1]).read_text())

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from cgd import stats
+from cgd.evaluation import stats
 
 
 @pytest.mark.parametrize("n,c,k", [(5, 0, 1), (5, 5, 3), (6, 2, 1), (6, 2, 3), (8, 3, 4), (4, 1, 4)])

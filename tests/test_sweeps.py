@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cgd import params as P
-from cgd import sweeps, tables
-from cgd.io import read_json, write_json, write_jsonl
+from cgd import config as P
+from cgd.experiments import sweeps
+from cgd.reporting import points as read_points
+from cgd.reporting import tables
+from cgd.runtime.io import read_json, write_json, write_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -143,7 +145,7 @@ def test_sweep_skips_done_points_and_resumes_an_interrupted_one(tmp_path):
     assert again.calls[0][1]["overrides"] == {"train.lr": 5e-6}
     assert list(frame.status) == ["skipped", "done"]
     assert list(frame.gsm8k) == [1.0, 5.0] and list(frame["train.lr"]) == [1e-6, 5e-6]
-    points = sweeps.load_points(tmp_path)
+    points = read_points.load_points(tmp_path)
     assert sorted(p["values"]["train.lr"] for p in points) == [1e-6, 5e-6]
     assert all(p["ablation"] == "lr" and p["train"]["train_loss"] == 1.5 for p in points)
 
@@ -221,10 +223,10 @@ def test_only_points_of_the_current_grid_are_drawn(raw_params):
     raw_params["ablations"]["lr"]["values"] = [2e-5]  # the demo ships it off
     cfg = P.from_dict(raw_params, REPO / "dvc.yaml")
     lr = cfg.ablations.lr.values[0]
-    assert sweeps.is_current(_point("lr", {"method": "cgd", "seed": 0, "train.lr": lr}, {}), cfg)
-    assert not sweeps.is_current(_point("lr", {"method": "cgd", "seed": 0, "train.lr": 3e-3}, {}), cfg)
-    assert not sweeps.is_current(_point("lr", {"method": "cgd", "seed": 7, "train.lr": lr}, {}), cfg)
-    assert not sweeps.is_current(_point("teacher", {"method": "cgd", "seed": 0, "teacher": "x"}, {}), cfg)
+    assert read_points.is_current(_point("lr", {"method": "cgd", "seed": 0, "train.lr": lr}, {}), cfg)
+    assert not read_points.is_current(_point("lr", {"method": "cgd", "seed": 0, "train.lr": 3e-3}, {}), cfg)
+    assert not read_points.is_current(_point("lr", {"method": "cgd", "seed": 7, "train.lr": lr}, {}), cfg)
+    assert not read_points.is_current(_point("teacher", {"method": "cgd", "seed": 0, "teacher": "x"}, {}), cfg)
 
 
 def test_a_teacher_point_that_skipped_the_general_suites_is_still_current(raw_params):
@@ -234,18 +236,18 @@ def test_a_teacher_point_that_skipped_the_general_suites_is_still_current(raw_pa
     raw_params["ablations"]["teacher"]["teachers"] = {"s1.1-32b": spec}
     cfg = P.from_dict(raw_params, REPO / "dvc.yaml")
     values = {"method": "cgd", "seed": 0, "teacher": "s1.1-32b"}
-    assert sweeps.is_current(_point("teacher", values, {}, {**spec, "eval.general.tasks": {}}), cfg)
-    assert sweeps.is_current(_point("teacher", values, {}, dict(spec)), cfg)
+    assert read_points.is_current(_point("teacher", values, {}, {**spec, "eval.general.tasks": {}}), cfg)
+    assert read_points.is_current(_point("teacher", values, {}, dict(spec)), cfg)
     other = {**spec, "teacher.model": "org/other"}
-    assert not sweeps.is_current(_point("teacher", values, {}, {**other, "eval.general.tasks": {}}), cfg)
-    assert not sweeps.is_current(_point("teacher", values, {}, {**spec, "train.lr": 1e-3}), cfg)
+    assert not read_points.is_current(_point("teacher", values, {}, {**other, "eval.general.tasks": {}}), cfg)
+    assert not read_points.is_current(_point("teacher", values, {}, {**spec, "train.lr": 1e-3}), cfg)
 
 
 def test_curve_frames_average_seeds_and_the_math_group():
     points = [_point("mixture", {"method": "cgd", "seed": s, "refine.incorrect_fraction": f},
                      {"06_eval": _ev({"gsm8k": (1, 10.0 * s + 100 * f), "math500": (1, 20.0), "gpqa": (2, 90.0)})})
               for s in (0, 1) for f in (0.0, 0.5)]
-    frame = sweeps.curve_frame(points, "mixture")
+    frame = read_points.curve_frame(points, "mixture")
     avg = frame[frame.benchmark == "avg"].set_index("x")
     # mean over seeds of the Group 1 mean (gpqa is Group 2): (5 + 20) / 2 at 0%, (55 + 20) / 2 at 50%
     assert list(avg.index) == [0.0, 50.0]
@@ -253,12 +255,12 @@ def test_curve_frames_average_seeds_and_the_math_group():
     assert (avg.ci_low < avg.accuracy).all() and (avg.seeds == 2).all()  # a t-interval over 2 seeds
     epochs = [_point("epochs", {"method": "cgd", "seed": 0, "train.epochs": 2},
                      {"06_eval-epoch1": _ev({"gsm8k": (1, 3.0)}, 1), "06_eval-epoch2": _ev({"gsm8k": (1, 4.0)}, 2)})]
-    ep = sweeps.curve_frame(epochs, "epochs")
+    ep = read_points.curve_frame(epochs, "epochs")
     assert ep[["x", "accuracy", "ci_low"]].values.tolist() == [[1, 3.0, -2.0], [2, 4.0, -1.0]]
 
 
 def test_table8_sets_each_teacher_beside_the_paper(raw_params):
-    from cgd import paper
+    from cgd.reporting import paper
 
     base = {"base": _ev({"math500": (1, 40.0)})}
     runs = {"meta-llama/Llama-3.3-70B-Instruct": {"cgd-seed0": _ev({"math500": (1, 50.0)})},
@@ -316,10 +318,10 @@ def test_an_empty_grid_means_no_stage(raw_params):
         assert "matrix" in stages[name] and "cgd sweep-point" in stages[name]["cmd"]
     off = yaml.safe_load(yaml.safe_dump(raw_params))
     off["ablations"]["lr"]["values"] = []
-    assert P._matrix_items(stages["ablate_lr"], off) == []
+    assert P.matrix_items(stages["ablate_lr"], off) == []
     on = yaml.safe_load(yaml.safe_dump(raw_params))
     on["ablations"]["lr"].update(methods=["cgd", "cft"], values=[5e-6, 2e-5])  # the demo ships it off
-    assert len(P._matrix_items(stages["ablate_lr"], on)) == 2 * 2 * len(raw_params["train"]["seeds"])
+    assert len(P.matrix_items(stages["ablate_lr"], on)) == 2 * 2 * len(raw_params["train"]["seeds"])
 
 
 # ---------------------------------------------------------------- slow: the tiny model, end to end
@@ -462,7 +464,7 @@ def test_papermill_sweep_command_resumes_after_an_interrupted_point(tmp_path, ti
     assert len(summary) == 3 and ",skipped," in summary[1] and ",done," in summary[2]
     assert (second / "model/model.safetensors").stat().st_mtime_ns == trained  # training not redone
     assert (second / "runs/06_eval.ipynb").exists() and (second / "metrics.json").exists()
-    assert len(sweeps.load_points(out)) == 2
+    assert len(read_points.load_points(out)) == 2
 
     # The figures notebook draws the sweep's points (Fig. 7) when given the folder.
     import papermill as pm
@@ -494,7 +496,7 @@ def test_epochs_point_keeps_and_evaluates_every_epoch(tmp_path, tiny_model, raw_
     assert not (point / "epochs/epoch2").exists()  # the final save is epoch 2
     assert [(label, ev["epoch"]) for label, ev in result["eval"].items()] == [
         ("06_eval-epoch1", 1), ("06_eval-epoch2", 2)]
-    frame = sweeps.curve_frame([result], "epochs")
+    frame = read_points.curve_frame([result], "epochs")
     assert sorted(frame.x.unique()) == [1, 2]
 
 

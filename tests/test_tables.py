@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from cgd import paper, tables
+from cgd.reporting import paper, tables
 
 
 def _metrics(acc: dict[str, float], ci: float = 5.0) -> dict:
@@ -123,11 +123,11 @@ def test_table3_sets_cgd_on_the_base_model_beside_simplerl_zero():
 
 
 def test_table5_sets_this_runs_hyperparameters_beside_the_papers():
+    from pathlib import Path
+
     import yaml
 
-    from cgd.profiles import load_profile
-
-    from pathlib import Path
+    from cgd.config.profiles import load_profile
 
     repo = Path(__file__).resolve().parents[1]
     paper_train = load_profile(repo / "configs/profiles/llama8b-webinstruct.yaml")["train"]

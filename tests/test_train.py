@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from cgd import params as P
-from cgd import records, train
-from cgd.io import read_json, write_jsonl
+from cgd import config as P
+from cgd.runtime.io import read_json, write_jsonl
+from cgd.training import records, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -71,7 +71,7 @@ def smollm2_tokenizer():
     """The real SmolLM2 tokenizer and chat template, read from the embedded GGUF (pad == eos)."""
     from transformers import AutoTokenizer
 
-    from cgd import assets
+    from cgd.data import assets
 
     gguf = assets.gguf_path()
     return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -319,7 +319,7 @@ def test_train_notebook_through_papermill(tiny_model, tmp_path):
 
 _HEAP_PROBE = """
 import ctypes, ctypes.util, sys
-from cgd import device
+from cgd.runtime import device
 libc = ctypes.CDLL(ctypes.util.find_library("c"))
 libc.sbrk.restype = libc.malloc.restype = ctypes.c_void_p
 libc.free.argtypes = [ctypes.c_void_p]
@@ -431,7 +431,7 @@ def test_a_run_shorter_than_logging_steps_still_logs_its_first_step(tiny_model, 
 
 
 def test_the_loss_trend_compares_the_first_and_last_fifth_of_logged_steps():
-    from cgd.train import loss_trend
+    from cgd.training.train import loss_trend
 
     history = [{"loss": v, "step": i} for i, v in enumerate([2.0, 1.8, 1.5, 1.2, 1.0, 0.9, 0.8, 0.7, 0.6, 0.5])]
     history.append({"train_runtime": 3.0})  # the Trainer's closing entry has no loss

@@ -12,10 +12,12 @@ from dataclasses import replace
 
 import pytest
 
-from cgd import assets, prompts
+from cgd import config as P
 from cgd import generation as G
-from cgd import params as P
-from cgd.io import read_json, read_jsonl, write_jsonl
+from cgd.data import assets
+from cgd.distill import prompts
+from cgd.generation import vllm_engine
+from cgd.runtime.io import read_json, read_jsonl, write_jsonl
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +49,7 @@ def _gsm8k_requests(n, prefix="q"):
 
 
 def test_the_engine_is_vllm_in_process(engine):
-    assert isinstance(engine, G.VLLMBackend) and engine.name == "vllm" and engine.on_cpu
+    assert isinstance(engine, vllm_engine.VLLMBackend) and engine.name == "vllm" and engine.on_cpu
     assert engine.startup_seconds > 0
     import os
 
@@ -139,7 +141,7 @@ def test_lm_eval_s_vllm_model_runs_on_the_cpu_build(smollm2, cfg):
     llama8b-webinstruct, whose general suites run through lm-eval's vllm model)."""
     from dataclasses import replace
 
-    from cgd import general
+    from cgd.evaluation import general
 
     gcfg = replace(cfg.eval.general, model="vllm", tasks={"cgd_local_mc": "acc,none"},
                    include_path="tests/fixtures/lm_eval_tasks", limit=2, batch_size=2)
@@ -154,7 +156,7 @@ def test_a_base_model_and_a_system_less_template_render_through_vllm(smollm2, cf
     import shutil
     from dataclasses import replace
 
-    from cgd.standins import MIXTRAL_TEMPLATE
+    from cgd.rehearsal.standins import MIXTRAL_TEMPLATE
 
     for name, template, expect in (("base", None, "plain"), ("folded", MIXTRAL_TEMPLATE, "folded")):
         folder = tmp_path / name
@@ -173,3 +175,43 @@ def test_a_base_model_and_a_system_less_template_render_through_vllm(smollm2, cf
             assert [c.finish_reason for c in out] != ["error", "error"] and all(c.error is None for c in out)
         finally:
             backend.close()
+
+
+def test_the_rollout_cell_shows_progress_and_results_not_vllm_logs(cfg, smollm2, tmp_path):
+    """Notebook 02 stepped through as JupyterLab runs it (a frontend, not papermill): the generate
+    cell shows its widget bar and the stage report, not vLLM's start-up INFO lines nor the warnings
+    this pipeline causes on purpose (cgd/generation/vllm_logs.py)."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    import papermill as pm
+
+    from tests.conftest import REPO
+
+    rows = [{"id": f"t{i}", "question": f"What is {i} + {i}?", "reference_solution": f"#### {2 * i}",
+             "reference_answer": str(2 * i), "source": "test"} for i in range(3)]
+    write_jsonl(tmp_path / "train.jsonl", rows)
+    src = tmp_path / "in.ipynb"  # the notebook with its parameters filled in, not run
+    pm.execute_notebook(str(REPO / "notebooks/02_rollout.ipynb"), str(src), prepare_only=True, parameters={
+        "overrides": {"student.model": str(smollm2), "rollout.max_new_tokens": 8, "rollout.batch_size": 2},
+        "in_file": str(tmp_path / "train.jsonl"), "out_dir": str(tmp_path / "02"),
+        "metrics_file": str(tmp_path / "02.json")})
+    script = ("import nbformat, nbclient, sys, json\n"
+              "nb = nbformat.read(sys.argv[1], as_version=4)\n"
+              "nbclient.NotebookClient(nb, kernel_name='cgd', timeout=600,\n"
+              "                        resources={'metadata': {'path': sys.argv[2]}}).execute()\n"
+              "cell = next(c for c in nb.cells if 'augment.run_stage(' in c.source)\n"
+              "print(json.dumps(cell.outputs))\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CGD_", "DVC_", "PYTEST"))}
+    proc = subprocess.run([sys.executable, "-c", script, str(src), str(REPO)], capture_output=True, text=True,
+                          env=env, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    outputs = json.loads(proc.stdout.strip().splitlines()[-1])
+    text = re.sub(r"\x1b\[[0-9;]*m", "", "".join(o.get("text", "") for o in outputs))  # vLLM colours its lines
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs), outputs
+    assert '"rows": 3' in text  # the stage report
+    for noise in (" INFO ", "Initializing a V1 LLM engine", "LD_PRELOAD", "torch.set_num_threads",
+                  "reduce_op` is deprecated", "Enforce eager set"):
+        assert noise not in text, f"{noise!r} in the cell:\n{text[:3000]}"

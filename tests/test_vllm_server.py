@@ -1,4 +1,4 @@
-"""The managed vLLM server's process side (cgd/vllm_server.py): command line, CPU binding, and a
+"""The managed vLLM server's process side (cgd/generation/vllm_server.py): command line, CPU binding, and a
 lifecycle that leaves no process behind: a server that exits early, one that never becomes healthy,
 a port in use, Ctrl-C while waiting. Fakes stand in for vLLM where only the process matters (each
 starts a grandchild, as vLLM's engine cores are); one slow test starts the real server."""
@@ -17,8 +17,9 @@ from dataclasses import replace
 
 import pytest
 
-from cgd import params as P
-from cgd import vllm_server as S
+from cgd import config as P
+from cgd.generation import vllm_client
+from cgd.generation import vllm_server as S
 
 FAKE = textwrap.dedent("""
     import http.server, os, subprocess, sys, time
@@ -190,7 +191,7 @@ def test_the_command_carries_the_role_s_engine_settings():
                                    gpu_memory_utilization=0.85, enforce_eager=False, max_model_len=8192,
                                    data_parallel_size=4, max_num_seqs=256),
                             seed=7, port=8001, served_name="student", on_cpu=False)
-    assert argv[1:5] == ["-m", "cgd.vllm_server", "serve", "/m"]  # = `vllm serve /m ...` on either build
+    assert argv[1:5] == ["-m", "cgd.generation.vllm_server", "serve", "/m"]  # = `vllm serve /m ...` on either build
     flags = _flags(argv)
     assert flags["--tensor-parallel-size"] == "2" and flags["--served-model-name"] == "student"
     assert flags["--data-parallel-size"] == "4" and flags["--seed"] == "7" and flags["--port"] == "8001"
@@ -210,7 +211,7 @@ def test_several_nodes_split_the_replicas_and_join_the_head_node():
     assert flags["--data-parallel-size"] == "16" and flags["--data-parallel-size-local"] == "8"
     assert flags["--data-parallel-address"] == "10.0.0.1" and flags["--data-parallel-rpc-port"] == "13345"
     other = S.node_command(m, seed=0, node_rank=1)
-    assert other[1:6] == ["-m", "cgd.vllm_server", "serve", "/m", "--headless"]
+    assert other[1:6] == ["-m", "cgd.generation.vllm_server", "serve", "/m", "--headless"]
     flags = _flags(other)
     assert flags["--data-parallel-start-rank"] == "8" and flags["--data-parallel-size-local"] == "8"
     assert flags["--data-parallel-address"] == "10.0.0.1" and "--port" not in flags
@@ -396,7 +397,7 @@ def test_the_eval_notebook_generates_and_runs_lm_eval_through_one_server(smollm2
     the stage's folder, nothing left running; lm-eval's scored choices equal the in-process engine's."""
     import papermill as pm
 
-    from cgd.io import read_json
+    from cgd.runtime.io import read_json
     from tests.conftest import REPO
 
     overrides = {"student.model": str(smollm2), "teacher.model": str(smollm2), "eval.hub_mirror": str(eval_hub_mirror),
@@ -420,8 +421,8 @@ def test_the_eval_notebook_generates_and_runs_lm_eval_through_one_server(smollm2
     assert log.count("Application startup complete") == 1  # one server for both parts (uvicorn's line)
     assert _server_pids() == before
 
-    from cgd import general
-    from cgd import params as P2
+    from cgd import config as P2
+    from cgd.evaluation import general
 
     cfg = P2.load("params.yaml", {k: v for k, v in overrides.items() if k != "eval.general.model"})
     in_process = general.run(str(smollm2), replace(cfg.eval.general, model="vllm",
@@ -434,7 +435,7 @@ def _server_pids() -> set[int]:
     for d in os.listdir("/proc"):
         if d.isdigit():
             try:
-                if b"cgd.vllm_server" in open(f"/proc/{d}/cmdline", "rb").read():
+                if b"cgd.generation.vllm_server" in open(f"/proc/{d}/cmdline", "rb").read():
                     out.add(int(d))
             except OSError:
                 pass
@@ -450,8 +451,8 @@ def test_a_server_that_dies_mid_stage_fails_it_and_the_rerun_resumes(smollm2, tm
 
     import yaml
 
-    from cgd import augment, prompts, shards
-    from cgd import generation as G
+    from cgd.distill import augment, prompts
+    from cgd.runtime import shards
     from tests.conftest import REPO
 
     raw = P.apply_overrides(yaml.safe_load((REPO / "params.yaml").read_text()), {
@@ -463,7 +464,7 @@ def test_a_server_that_dies_mid_stage_fails_it_and_the_rerun_resumes(smollm2, tm
     spec = augment.rollout_spec(prompts.load("rollout", cfg.rollout.prompt_file))
     calls = []
 
-    class Killed(G.VLLMServerBackend):
+    class Killed(vllm_client.VLLMServerBackend):
         def generate(self, requests, seed, gen=None):
             calls.append(len(requests))
             if len(calls) == 2:
@@ -479,7 +480,7 @@ def test_a_server_that_dies_mid_stage_fails_it_and_the_rerun_resumes(smollm2, tm
     store = shards.ShardStore(tmp_path / "out", "fp")
     first = store.path(0).read_bytes()
     assert store.done(0) and not store.done(1) and not store.done(2)
-    out, run = augment.run_stage(spec, rows, factory(G.VLLMServerBackend), tmp_path / "out", 2, cfg.seed, "fp")
+    out, run = augment.run_stage(spec, rows, factory(vllm_client.VLLMServerBackend), tmp_path / "out", 2, cfg.seed, "fp")
     assert store.path(0).read_bytes() == first
     assert [r["id"] for r in out] == [r["id"] for r in rows]
     assert run.shards_resumed == 1

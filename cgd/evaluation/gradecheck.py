@@ -1,0 +1,71 @@
+"""The grading round trip: does each benchmark's grader accept its own gold answers?
+
+For every problem, two responses written the way the evaluation prompt asks (reasoning, then the
+final answer in \\boxed{}, the option letter for multiple choice): one stating the gold answer, which
+must grade correct, and one stating a different answer, which must grade wrong. A benchmark whose
+golds its grader cannot read, or whose tolerance accepts anything, fails here before any model runs.
+`python -m cgd check-grading` runs it on the benchmarks as loaded (the hub ones from a mirror).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+from cgd.data.benchmarks import LETTERS, Problem
+from cgd.grading.rules import Rules, grade, split_top_level, to_number
+
+
+def _format(x: float, integer: bool) -> str:
+    return str(int(round(x))) if integer else f"{x:.6g}"
+
+
+def _other_number(text: str, integer: bool) -> str | None:
+    value = to_number(text)
+    if value is None:
+        return None
+    return _format(value + max(1.0, abs(value)), integer)  # at least 1 away, and 100% of |value|
+
+
+def wrong_answer(p: Problem) -> str:
+    """An answer to `p` that differs from its gold under any reasonable reading."""
+    if p.answer_type == "choice":
+        return LETTERS[(LETTERS.index(p.answer) + 1) % p.n_options]
+    if p.answer_type == "theoremqa":
+        if p.kind == "bool":
+            return "False" if p.answer.strip().lower() == "true" else "True"
+        if p.kind == "option":
+            letter = re.sub(r"[^a-j]", "", p.answer.lower())
+            return f"({'a' if letter != 'a' else 'b'})"
+        if p.kind.startswith("list"):
+            items = split_top_level(p.answer.strip()[1:-1])
+            items[0] = _other_number(items[0], p.kind == "list of integer")
+            return "[" + ", ".join(items) + "]"
+        return _other_number(p.answer, p.kind == "integer")
+    number = _other_number(p.answer, False) if re.fullmatch(r"-?[\d.,]+", p.answer.strip()) else None
+    return number or f"{p.answer} + 1"
+
+
+def responses(p: Problem) -> tuple[str, str]:
+    """(a response stating the gold answer, one stating a wrong answer)."""
+    def say(answer: str) -> str:
+        return f"Working through the problem step by step gives the result.\n\nThe final answer is $\\boxed{{{answer}}}$."
+
+    return say(p.answer), say(wrong_answer(p))
+
+
+def round_trip(problems: list[Problem], rules: Rules = Rules()) -> dict:
+    """Per-problem verdicts on both responses; the share that graded as they should."""
+    failures, reasons = [], Counter()
+    for p in problems:
+        right, wrong = responses(p)
+        v_right, v_wrong = grade(p.key(), right, rules), grade(p.key(), wrong, rules)
+        reasons[f"gold:{v_right.reason}"] += 1
+        reasons[f"other:{v_wrong.reason}"] += 1
+        if not v_right.correct or v_wrong.correct:
+            failures.append({"id": p.id, "gold": p.answer, "kind": p.kind, "gold_graded": v_right.correct,
+                             "other": wrong_answer(p), "other_graded": v_wrong.correct})
+    n = len(problems)
+    return {"problems": n, "as_expected": n - len(failures),
+            "share": round((n - len(failures)) / n, 4) if n else None,
+            "reasons": dict(sorted(reasons.items())), "failures": failures}
