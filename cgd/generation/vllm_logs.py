@@ -30,6 +30,8 @@ EXPECTED = (
     "doesn't allow to use `torch.set_num_threads`",  # its CPU worker binds threads itself; ours are set before
 )
 ENV = "VLLM_LOGGING_CONFIG_PATH"
+# torch's own notice when vLLM imports its kernels on a machine without Triton (the CPU build)
+QUIET_LOGGERS = ("torch._library.triton",)
 
 
 class Expected(logging.Filter):
@@ -66,8 +68,11 @@ class Quiet:
         fd, path = tempfile.mkstemp(prefix="cgd-vllm-logging-", suffix=".json")
         with os.fdopen(fd, "w") as fh:
             json.dump(logging_config(), fh)
-        self._saved = (os.environ.get(ENV), path, list(warnings.filters))
+        self._saved = (os.environ.get(ENV), path, list(warnings.filters),
+                       {name: logging.getLogger(name).level for name in QUIET_LOGGERS})
         os.environ[ENV] = path
+        for name in QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
         # vLLM's triton dispatcher touches a deprecated torch alias while importing its kernels
         warnings.filterwarnings("ignore", message=r".*torch\.distributed\.reduce_op.* is deprecated",
                                 category=FutureWarning)
@@ -75,13 +80,15 @@ class Quiet:
     def remove(self) -> None:
         if self._saved is None:
             return
-        old, path, filters = self._saved
+        old, path, filters, levels = self._saved
         if old is None:
             os.environ.pop(ENV, None)
         else:
             os.environ[ENV] = old
         os.unlink(path)
         warnings.filters[:] = filters
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
         self._saved = None
 
     def __enter__(self) -> "Quiet":
