@@ -65,7 +65,8 @@ def _cft_data(args) -> int:
 
 
 def _check_grading(args) -> int:
-    """Each benchmark's round trip (cgd.evaluation.gradecheck): gold stated -> correct, another answer -> wrong."""
+    """Each benchmark's round trip (cgd.evaluation.gradecheck): gold stated -> correct, another answer -> wrong.
+    Our rule must reach --min-share; the authors' harness rule's figure is reported beside it."""
     from cgd.data import benchmarks
     from cgd.evaluation import gradecheck
     from cgd.grading.rules import Rules
@@ -80,8 +81,10 @@ def _check_grading(args) -> int:
         result = gradecheck.round_trip(problems, rules)
         out[name] = {**result, "left_out": left_out}
         worst = min(worst, result["share"] if result["share"] is not None else 1.0)
+        theirs = result["harness"]
         print(f"{name:14s} {result['as_expected']:5d}/{result['problems']:<5d} graded as they should "
-              f"({100 * (result['share'] or 0):.2f}%); left out {left_out or 0}")
+              f"({100 * (result['share'] or 0):.2f}%; the authors' harness rule "
+              f"{100 * (theirs['share'] or 0):.2f}%); left out {left_out or 0}")
         for f in result["failures"][:args.show]:
             print(f"    {f}")
     if args.out:

@@ -84,6 +84,9 @@ def test_every_benchmark_grades_its_own_gold(eval_hub_mirror):
         problems, _ = benchmarks.load_counted(name, str(eval_hub_mirror))
         result = gradecheck.round_trip(problems)
         assert result["as_expected"] == result["problems"] > 0, (name, result["failures"])
+        # the authors' rule runs beside ours and reports its own figure
+        theirs = result["harness"]
+        assert theirs["problems"] == result["problems"] and len(theirs["failures"]) == theirs["problems"] - theirs["as_expected"]
 
 
 def test_multiple_choice_options_are_lettered(eval_hub_mirror):

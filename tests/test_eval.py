@@ -73,10 +73,18 @@ def test_metrics_from_graded_samples(tiny_model, eval_hub_mirror, tmp_path):
     assert grade_report["samples"] == 12
     assert [s["correct"] for s in samples[:6]] == [True, False] * 3
     assert samples[0]["extracted"] and samples[0]["reason"] == "correct"
-    assert samples[5]["reason"] == "no_answer"  # gpqa: "Z" is not an option letter
+    assert samples[5]["reason"] == "no_final_answer"  # gpqa: "Z" is not an option letter
     m = evaluation.benchmark_metrics(samples, counts, cfg.eval, cfg.seed)
     assert m["gsm8k"]["accuracy"]["mean"] == 50.0 and m["gsm8k"]["accuracy"]["n"] == 2
     assert m["gsm8k"]["reasons"] == {"correct": 1, "wrong": 1}
+    # both rules' verdicts are on every sample; eval.grader picks the one `correct` and the metrics use
+    assert samples[0]["grader"] == "committed" and set(samples[0]["verdicts"]) == {"committed", "harness"}
+    assert m["gsm8k"]["grader"] == "committed"
+    assert m["gsm8k"]["by_grader"]["harness"] == {"correct": 1, "accuracy": 50.0, "reasons": {"correct": 1, "wrong": 1}}
+    assert m["gsm8k"]["by_grader"]["disagreements"] == 0
+    theirs, _ = evaluation.grade_rows(rows, problems, replace(cfg.eval, grader="harness"))
+    assert [s["correct"] for s in theirs] == [s["verdicts"]["harness"]["correct"] for s in samples]
+    assert {s["grader"] for s in theirs} == {"harness"}
     assert m["aime24"]["pass_at_k"]["pass@1"]["mean"] == 50.0
     # aime24-60's samples are rows 6, 8, 10 (all right); aime24-61's are 7, 9, 11 (all wrong)
     assert m["aime24"]["pass_at_k"]["pass@3"]["mean"] == 50.0
@@ -100,7 +108,7 @@ MC = Problem("gpqa", "m1", "q\n\n(A) x\n(B) y", "A", "choice", 2)
     ("The solution is correct. Conclusion: right", GSM, True, True),
     ("Step 1 checks out, so the answer is \\boxed{72}. Critique: none needed.", GSM, True, False),
     ("She sold 72 clips in total", GSM, False, True),
-    ("The answer to the question is: 5\n\nConclusion: 5", GSM, True, True),  # the demo's CFT model
+    ("The answer to the question is: 5\n\nConclusion: 5", GSM, True, False),  # the demo's CFT model: it states 5
     ("48 + 24 = 72\n**Conclusion**: \\boxed{72}", GSM, True, False),
     ("In conclusion, she sold \\boxed{72} clips.", GSM, False, False),
     ("Option A fits, \\boxed{A}", MC, False, False),

@@ -4,6 +4,7 @@ import time
 
 import pytest
 
+from cgd.grading import judge
 from cgd.grading import rules as grading
 
 # (gold, model output, expected verdict). Gold is written as the benchmarks write it; the output
@@ -70,9 +71,9 @@ def test_equivalence_table(gold, output, expected):
     assert verdict.extracted
 
 
-def test_no_answer_is_recorded_as_such():
+def test_no_final_answer_is_recorded_as_such():
     verdict = grading.grade_math("12", "I am not sure how to solve this.")
-    assert verdict == grading.Verdict(False, None, "no_answer")
+    assert verdict == grading.Verdict(False, None, "no_final_answer")
 
 
 CHOICES = [
@@ -100,7 +101,7 @@ def test_grade_choice_verdicts():
     key = grading.Key("B", "choice", 4)
     assert grading.grade(key, "\\boxed{B}") == grading.Verdict(True, "B", "correct")
     assert grading.grade(key, "\\boxed{C}") == grading.Verdict(False, "C", "wrong")
-    assert grading.grade(key, "no idea") == grading.Verdict(False, None, "no_answer")
+    assert grading.grade(key, "no idea") == grading.Verdict(False, None, "no_final_answer")
 
 
 # TheoremQA by its released grader (TIGER-AI-Lab/TheoremQA utils.py, number_utils.py): (Answer_type,
@@ -122,7 +123,8 @@ THEOREMQA = [
     ("bool", "True", "\\boxed{\\text{True}}", True),
     ("bool", "True", "The answer is yes.", True),
     ("bool", "False", "so it is \\boxed{\\text{True}}", False),
-    ("bool", "False", "It is false.", True),
+    ("bool", "False", "The answer is false.", True),
+    ("bool", "False", "It is false.", False),  # no statement of a final answer (our rule)
     ("option", "(c)", "\\boxed{(c)}", True),
     ("option", "(c)", "\\boxed{C}", True),
     ("option", "(c)", "\\boxed{\\text{(c)}}", True),
@@ -187,10 +189,11 @@ def test_olympiadbench_by_its_own_judge(fields, output, expected):
 
 def test_grade_many_in_parallel_matches_serial():
     items = [(grading.Key(g, "math"), o) for g, o, _ in EQUIVALENCES] * 3
-    serial = grading.grade_many(items, workers=1, progress=False)
-    parallel = grading.grade_many(items, workers=2, progress=False)
+    serial = judge.grade_many(items, workers=1, progress=False)
+    parallel = judge.grade_many(items, workers=2, progress=False)
     assert serial == parallel
-    assert [v.correct for v in serial[:len(EQUIVALENCES)]] == [e for _, _, e in EQUIVALENCES]
+    assert [v["committed"].correct for v in serial[:len(EQUIVALENCES)]] == [e for _, _, e in EQUIVALENCES]
+    assert {tuple(v) for v in serial} == {judge.GRADERS}
 
 
 def test_a_pathological_answer_is_bounded_by_the_timeout():

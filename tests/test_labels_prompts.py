@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from cgd.distill import prompts
-from cgd.grading import labels
+from cgd.grading import judge, labels
 
 ENDINGS = [json.loads(line) for line in
            (Path(__file__).parent / "fixtures" / "critique_endings.jsonl").read_text().splitlines()]
@@ -45,8 +45,8 @@ def test_the_endings_table_covers_the_profiles_teachers():
     ("72", "I am not sure.", False),
     (None, "\\boxed{1}", None),
 ])
-def test_verify_gold_first(gold, prediction, expected):
-    assert labels.verify(gold, prediction) is expected
+def test_the_data_stages_judge_gold_first(gold, prediction, expected):
+    assert judge.is_correct(gold, prediction) is expected
 
 
 def test_builtin_prompts_render_their_fields():

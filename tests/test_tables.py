@@ -140,3 +140,52 @@ def test_table5_sets_this_runs_hyperparameters_beside_the_papers():
     t5 = t5.set_index("hyperparameter")
     assert not t5["same"].all() and float(t5.loc["learning_rate", "this run"]) == demo["lr"]
     assert t5.loc["batch_size", "paper"] == "64" and t5.loc["learning_rate", "paper"] == "1e-06"
+
+
+# ---------------------------------------------------------------- which rule graded a cell (issue 39)
+
+
+def test_cells_name_the_rule_that_graded_them(metrics):
+    columns, rows = tables.table1(metrics, paper.load(), "LLaMA3.1-8B Instruct")
+    ruled = tables.with_grader(rows, "harness")
+    assert ruled["base"]["gsm8k"].text() == "10.0 [5.0, 15.0] ⟨harness⟩ / 85.3 (-75.3)"
+    assert ruled["base"]["minerva"].text().startswith(tables.NOT_RUN + " /")  # nothing graded, no rule
+    long = tables.to_long(columns, ruled)
+    assert set(long[long.run.notna()].grader) == {"harness"} and long[long.run.isna()].grader.isna().all()
+
+
+def _sample(run_bench, pid, ours, theirs, reason="correct"):
+    return {"benchmark": run_bench, "problem_id": pid, "mode": "greedy", "gold": "1", "output": "x" * 400,
+            "verdicts": {"committed": {"correct": ours, "extracted": "1" if ours else None,
+                                       "reason": reason if ours else "no_final_answer"},
+                         "harness": {"correct": theirs, "extracted": "1", "reason": "correct" if theirs else "wrong"}}}
+
+
+def test_the_grader_table_is_a_recount_of_the_samples():
+    from cgd.reporting import graders
+
+    samples = {"sft-seed0": [_sample("gsm8k", "a", True, True), _sample("gsm8k", "b", False, True),
+                             _sample("math500", "c", False, False), _sample("math500", "d", True, False),
+                             {**_sample("math500", "e", True, True), "mode": "sampled"}],  # pass@k: not counted
+               "base": [_sample("gsm8k", "a", False, True)]}
+    table = graders.grader_table(samples).set_index(["run", "benchmark"])
+    sft = table.loc[("sft-seed0", "gsm8k")]
+    assert (sft.samples, sft.committed_correct, sft.harness_correct, sft.disagreements) == (2, 1, 2, 1)
+    assert (sft.committed_accuracy, sft.harness_accuracy, sft.only_harness) == (50.0, 100.0, 1)
+    pooled = table.loc[(graders.ALL_RUNS, "gsm8k")]
+    assert (pooled.samples, pooled.committed_correct, pooled.harness_correct, pooled.disagreements) == (3, 1, 3, 2)
+    assert table.loc[("sft-seed0", "math500")].only_committed == 1
+    listing = graders.disagreements(samples)
+    assert sorted(zip(listing.run, listing.problem_id)) == [("base", "a"), ("sft-seed0", "b"), ("sft-seed0", "d")]
+    assert listing.output_end.str.len().max() == graders.TAIL_CHARS
+
+
+def test_the_rule_of_the_runs_read():
+    from cgd.reporting import graders
+
+    one = {"benchmarks": {"gsm8k": {"grader": "committed"}}}
+    other = {"benchmarks": {"gsm8k": {"grader": "harness"}}}
+    assert graders.rule_of([one, one]) == "committed"
+    assert graders.rule_of([one, other]) == "mixed (committed, harness)"
+    assert graders.rule_of([{"benchmarks": {"gsm8k": {}}}]) == "unrecorded"
+    assert graders.rule_of([]) is None

@@ -219,6 +219,9 @@ class EvalConfig:
     hub_revisions: dict[str, str]
     generation: GenerationConfig  # the greedy pass (temperature 0 in the paper)
     pass_at_k: PassAtKConfig
+    # which rule the metrics and tables report (both are recorded on every sample): committed =
+    # ours, credit only for a stated final answer; harness = the authors' math-evaluation-harness
+    grader: Literal["committed", "harness"]
     grading_timeout_s: int = _range(ge=1, help="math-verify's per-step limit in whole seconds")
     grading_workers: int = _range(ge=1)
     # TheoremQA's released grader accepts a float within 4% of the gold (utils.py within_eps)

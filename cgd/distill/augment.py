@@ -25,6 +25,8 @@ from cgd.distill.status import OK, generation_status
 from cgd.generation import Backend, Completion, Request, resolved_backend
 from cgd.generation.driver import ShardRun, run_shards
 from cgd.grading import labels
+from cgd.grading.commitment import committed_answer
+from cgd.grading.judge import is_correct
 from cgd.runtime import shards
 
 # ---------------------------------------------------------------- the three row builders
@@ -53,8 +55,8 @@ def rollout_spec(prompt: prompts.Prompt) -> StageSpec:
     def apply(row, c):
         status = generation_status(c)
         return {**row, "rollout_prompt": prompt.version, "student_answer": c.text,
-                "student_final_answer": labels.final_answer(c.text),
-                "verifier_correct": labels.verify(row["reference_answer"], c.text) if status == OK else None,
+                "student_final_answer": committed_answer(c.text),
+                "verifier_correct": is_correct(row["reference_answer"], c.text) if status == OK else None,
                 "rollout_status": status, "rollout_finish_reason": c.finish_reason,
                 "rollout_error": c.error, "rollout_tokens": c.completion_tokens}
 
@@ -129,8 +131,8 @@ def refine_spec(prompt: prompts.Prompt) -> StageSpec:
         else:
             status = generation_status(c)
             out = {**row, "refine_prompt": prompt.version, "refined_answer": c.text,
-                   "refined_final_answer": labels.final_answer(c.text),
-                   "refined_correct": labels.verify(row["reference_answer"], c.text) if status == OK else None,
+                   "refined_final_answer": committed_answer(c.text),
+                   "refined_correct": is_correct(row["reference_answer"], c.text) if status == OK else None,
                    "refine_status": status, "refine_finish_reason": c.finish_reason,
                    "refine_error": c.error, "refine_tokens": c.completion_tokens}
         out["status"] = overall_status(out)
@@ -263,7 +265,7 @@ def generation_fingerprint(stage: str, input_digest: str, section: dict, model: 
     """What a stage's generations depend on, including the code that makes and labels them
     (as DVC's deps do). Mixture settings are left out: changing them re-draws the mixture from
     the cached generations instead of generating again."""
-    code = shards.code_digest(__file__, Path(generation.__file__).parent, labels.__file__, prompts.__file__)
+    code = shards.code_digest(__file__, Path(generation.__file__).parent, Path(labels.__file__).parent, prompts.__file__)
     gen = {k: v for k, v in section.items() if k not in MIXTURE_KEYS}
     gen["backend"] = resolved_backend(gen["backend"])  # what will run, fallback included
     return shards.fingerprint(stage, input_digest, gen, model, prompt.version, prompt.template, seed, code)

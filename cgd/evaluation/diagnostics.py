@@ -290,7 +290,7 @@ def counterfactual_probe(model_paths: dict[str, str], rows: list[dict], backend_
     and with another row's (counterfactual); answers graded against the row's reference answer."""
     from cgd.evaluation import stats
     from cgd.generation import Request, opened
-    from cgd.grading import labels
+    from cgd.grading.judge import is_correct
 
     partner = counterfactual_partners([r["id"] for r in rows], seed)
     by_id = {r["id"]: r for r in rows}
@@ -308,7 +308,7 @@ def counterfactual_probe(model_paths: dict[str, str], rows: list[dict], backend_
             samples.append({"model": name, "id": rid, "condition": condition,
                             "critique_from": rid if condition == "factual" else partner[rid],
                             "answer": c.text, "finish_reason": c.finish_reason,
-                            "correct": bool(labels.verify(by_id[rid]["reference_answer"], c.text))})
+                            "correct": bool(is_correct(by_id[rid]["reference_answer"], c.text))})
     table = {}
     for name in model_paths:
         cells = {cond: [s["correct"] for s in samples if s["model"] == name and s["condition"] == cond]

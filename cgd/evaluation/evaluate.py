@@ -23,8 +23,9 @@ from cgd.distill import prompts
 from cgd.evaluation import stats
 from cgd.generation import Backend, Request, resolved_backend
 from cgd.generation.driver import ShardRun, run_shards
-from cgd.grading import labels
+from cgd.grading import judge, labels
 from cgd.grading import rules as grading
+from cgd.grading.commitment import committed
 from cgd.runtime import shards
 from cgd.runtime.provenance import model_digest  # noqa: F401 - notebook 06 hashes the model it evaluates
 
@@ -154,13 +155,13 @@ _VERDICT_LINE = re.compile(r"^[ \t>#*_]*conclusion[*_ \t]*:", re.IGNORECASE | re
 
 def format_flags(output: str, problem: Problem) -> dict:
     """Does the output read as a critique (a verdict, a "Conclusion:" line or grading language),
-    and does it lack a final answer (no \\boxed{} / "the answer is", no option letter)?"""
+    and does it commit to no final answer (cgd.grading.commitment; no option letter)?"""
     critique_like = (labels.conclusion(output) != "missing" or bool(_GRADING_LANGUAGE.search(output or ""))
                      or bool(_VERDICT_LINE.search(output or "")))
     if problem.answer_type == "choice":
         no_answer = grading.extract_choice(output, problem.n_options) is None
     else:
-        no_answer = labels.final_answer(output) is None
+        no_answer = committed(output or "") is None
     return {"critique_like": critique_like, "no_final_answer": no_answer}
 
 
@@ -169,16 +170,20 @@ def rules(cfg: EvalConfig) -> grading.Rules:
 
 
 def grade_rows(rows: list[dict], problems: dict[str, list[Problem]], cfg: EvalConfig) -> tuple[list[dict], dict]:
+    """Each row judged under both rules (cgd.grading.judge): `verdicts` holds both, and `correct`,
+    `extracted` and `reason` are those of `eval.grader`, the rule the metrics and tables use."""
     by_id = {p.id: p for ps in problems.values() for p in ps}
     items = [(by_id[r["problem_id"]].key(), r["output"]) for r in rows]
     t0 = time.perf_counter()
-    verdicts = grading.grade_many(items, rules(cfg), cfg.grading_workers)
+    verdicts = judge.grade_many(items, rules(cfg), cfg.grading_workers)
     seconds = time.perf_counter() - t0
     graded = []
-    for r, v in zip(rows, verdicts):
-        p = by_id[r["problem_id"]]
-        graded.append({**r, "gold": p.answer, "answer_type": p.answer_type, "extracted": v.extracted,
-                       "correct": v.correct, "reason": v.reason, **format_flags(r["output"], p)})
+    for r, both in zip(rows, verdicts):
+        p, v = by_id[r["problem_id"]], both[cfg.grader]
+        graded.append({**r, "gold": p.answer, "answer_type": p.answer_type, "grader": cfg.grader,
+                       "extracted": v.extracted, "correct": v.correct, "reason": v.reason,
+                       "verdicts": {name: verdict.to_dict() for name, verdict in both.items()},
+                       **format_flags(r["output"], p)})
     return graded, {"samples": len(rows), "seconds": round(seconds, 2),
                     "samples_per_s": round(len(rows) / seconds, 1) if seconds else None}
 
@@ -198,6 +203,18 @@ def _drift(rows: list[dict]) -> dict:
             "drifted_pct": _pct(sum(r["critique_like"] or r["no_final_answer"] for r in rows), n)}
 
 
+def grader_counts(rows: list[dict]) -> dict:
+    """Greedy samples: accuracy (%) and reasons under each rule, and how many samples they disagree on."""
+    out = {}
+    for name in judge.GRADERS:
+        verdicts = [r["verdicts"][name] for r in rows]
+        out[name] = {"correct": sum(v["correct"] for v in verdicts),
+                     "accuracy": _pct(sum(v["correct"] for v in verdicts), len(verdicts)),
+                     "reasons": dict(sorted(Counter(v["reason"] for v in verdicts).items()))}
+    out["disagreements"] = sum(len({r["verdicts"][g]["correct"] for g in judge.GRADERS}) > 1 for r in rows)
+    return out
+
+
 def _scores(rows: list[dict]) -> dict[str, float]:
     return {r["problem_id"]: float(r["correct"]) for r in rows}
 
@@ -209,6 +226,8 @@ def benchmark_metrics(samples: list[dict], counts: dict, cfg: EvalConfig, seed: 
         entry = {"title": benchmarks.REGISTRY[name].title, "group": benchmarks.REGISTRY[name].group,
                  **counts[name],
                  "accuracy": stats.mean_ci([r["correct"] for r in greedy], cfg.bootstrap_resamples, seed),
+                 "grader": cfg.grader,
+                 "by_grader": grader_counts(greedy),
                  "reasons": dict(sorted(Counter(r["reason"] for r in greedy).items())),
                  "finish": dict(sorted(Counter(r["finish_reason"] for r in greedy).items())),
                  "format": _drift(greedy)}

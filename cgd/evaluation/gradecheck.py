@@ -4,7 +4,9 @@ For every problem, two responses written the way the evaluation prompt asks (rea
 final answer in \\boxed{}, the option letter for multiple choice): one stating the gold answer, which
 must grade correct, and one stating a different answer, which must grade wrong. A benchmark whose
 golds its grader cannot read, or whose tolerance accepts anything, fails here before any model runs.
-`python -m cgd check-grading` runs it on the benchmarks as loaded (the hub ones from a mirror).
+`python -m cgd check-grading` runs it on the benchmarks as loaded (the hub ones from a mirror),
+under our rule (the figure that must pass) and under the authors' harness rule (reported beside it:
+that rule is what it is, and its failures show its quirks).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import re
 from collections import Counter
 
 from cgd.data.benchmarks import LETTERS, Problem
-from cgd.grading.rules import Rules, grade, split_top_level, to_number
+from cgd.grading.judge import GRADERS, judge
+from cgd.grading.rules import Rules, split_top_level, to_number
 
 
 def _format(x: float, integer: bool) -> str:
@@ -55,17 +58,25 @@ def responses(p: Problem) -> tuple[str, str]:
 
 
 def round_trip(problems: list[Problem], rules: Rules = Rules()) -> dict:
-    """Per-problem verdicts on both responses; the share that graded as they should."""
-    failures, reasons = [], Counter()
+    """Per-problem verdicts on both responses, under each rule; the share that graded as they should.
+    The top level is our rule's; `harness` holds the authors' rule's."""
+    failures = {g: [] for g in GRADERS}
+    reasons = {g: Counter() for g in GRADERS}
     for p in problems:
         right, wrong = responses(p)
-        v_right, v_wrong = grade(p.key(), right, rules), grade(p.key(), wrong, rules)
-        reasons[f"gold:{v_right.reason}"] += 1
-        reasons[f"other:{v_wrong.reason}"] += 1
-        if not v_right.correct or v_wrong.correct:
-            failures.append({"id": p.id, "gold": p.answer, "kind": p.kind, "gold_graded": v_right.correct,
-                             "other": wrong_answer(p), "other_graded": v_wrong.correct})
+        on_right, on_wrong = judge(p.key(), right, rules), judge(p.key(), wrong, rules)
+        for g in GRADERS:
+            v_right, v_wrong = on_right[g], on_wrong[g]
+            reasons[g][f"gold:{v_right.reason}"] += 1
+            reasons[g][f"other:{v_wrong.reason}"] += 1
+            if not v_right.correct or v_wrong.correct:
+                failures[g].append({"id": p.id, "gold": p.answer, "kind": p.kind, "gold_graded": v_right.correct,
+                                    "other": wrong_answer(p), "other_graded": v_wrong.correct})
     n = len(problems)
-    return {"problems": n, "as_expected": n - len(failures),
-            "share": round((n - len(failures)) / n, 4) if n else None,
-            "reasons": dict(sorted(reasons.items())), "failures": failures}
+
+    def summary(g: str) -> dict:
+        return {"problems": n, "as_expected": n - len(failures[g]),
+                "share": round((n - len(failures[g])) / n, 4) if n else None,
+                "reasons": dict(sorted(reasons[g].items())), "failures": failures[g]}
+
+    return {**summary("committed"), "harness": summary("harness")}

@@ -7,7 +7,8 @@ import re
 
 from cgd.config import GenerationConfig
 from cgd.generation.base import Backend, Completion, Request
-from cgd.grading import labels
+from cgd.grading.commitment import committed_answer
+from cgd.grading.judge import is_correct
 
 
 class ReferenceBackend(Backend):
@@ -28,12 +29,12 @@ class ReferenceBackend(Backend):
     @staticmethod
     def _critique(row: dict) -> Completion:
         gold, student = row.get("reference_answer"), row.get("student_answer", "")
-        stated = labels.final_answer(student)
+        stated = committed_answer(student)
         if gold is None:
             return Completion("There is no reference answer to check this solution against.", "stop")
         if stated is None:
             verdict, text = "wrong", "The solution never states a final answer."
-        elif labels.verify(gold, student):
+        elif is_correct(gold, student):
             verdict, text = "right", f"The final answer {stated} agrees with the reference answer {gold}."
         else:
             verdict, text = "wrong", f"The final answer {stated} disagrees with the reference answer {gold}."

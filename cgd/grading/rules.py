@@ -1,13 +1,15 @@
-"""Grading model outputs, each benchmark by its own rules.
+"""Our grading rule: credit for the answer an output commits to (cgd.grading.commitment), judged by
+each benchmark's own conventions.
 
-- math / number (MATH-500, Minerva, GSM8K, AMC23, AIME): math-verify, gold first.
+- math / number (MATH-500, Minerva, GSM8K, AMC23, AIME): math-verify, gold first, on the committed
+  answer.
 - choice (GPQA, MMLU-Pro): the option letter the output commits to.
 - theoremqa: TheoremQA's released grader (TIGER-AI-Lab/TheoremQA, utils.py
   `compare_answer_with_groundtruth` and number_utils.py): an integer gold accepts a prediction that
   rounds to it, a float gold one within a relative tolerance (`within_eps`: 4% of |gold|;
   `eval.theoremqa_rel_tol`), a list gold a list of the same length compared element by element after
-  sorting both, a bool gold the last true/false (yes/no) the answer states, an option gold "(c)" the
-  same letter.
+  sorting both, a bool gold the true/false (yes/no) the committed answer states, an option gold "(c)"
+  the same letter.
 - olympiadbench: OlympiadBench's own judge (OpenBMB/OlympiadBench, eval/auto_scoring_judge.py and
   inference/judge.py): "$", "%", "^\\circ" and the row's unit dropped, several answers split on
   top-level commas and matched as a set (± expanded), tuples and intervals element by element, a number
@@ -16,14 +18,14 @@
   sympy/antlr parse).
 
 Every graded sample records what was extracted, the verdict and why (`reason`):
-  correct / wrong          the extracted answer was compared with gold
-  no_answer                nothing answer-like could be extracted from the output
+  correct / wrong          the committed answer was compared with gold
+  no_final_answer          the output states no final answer (cgd.grading.commitment): wrong
   timeout                  parsing or comparing ran past the per-sample limit (counted wrong)
   gold_unparsed            math-verify could not read the gold answer; exact text match decided
 
 math-verify runs gold first (`verify(gold, prediction)`), as its documentation asks: the relation
 is not symmetric (a gold "50\\%" accepts 0.5, not the reverse). Its timeouts use SIGALRM, so
-grading runs in the main thread of this process or of worker processes (`grade_many`).
+grading runs in the main thread of this process or of worker processes (cgd.grading.judge).
 """
 
 from __future__ import annotations
@@ -34,8 +36,9 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 from cgd.grading import answers
+from cgd.grading.commitment import Commitment, committed
 
-Reason = Literal["correct", "wrong", "no_answer", "timeout", "gold_unparsed"]
+Reason = Literal["correct", "wrong", "no_final_answer", "timeout", "gold_unparsed", "random_guess"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class Key:
     tolerance: tuple[float, ...] = ()  # olympiadbench: absolute tolerance per answer (its `error`)
     unit: str = ""  # olympiadbench: the unit the question asks in, dropped from the answer
     multiple: bool = False  # olympiadbench: several answers (every \\boxed{} of the output counts)
+    benchmark: str = ""  # the benchmark's name (cgd.data.benchmarks); the harness rule reads by it
 
 
 @dataclass(frozen=True)
@@ -80,22 +84,42 @@ def _parse(text: str, timeout_s: int):
     return parse(text, parsing_timeout=timeout_s, raise_on_error=True)
 
 
+_UNIT_WORDS = re.compile(r"(?<=[\d}])\s*[A-Za-z][A-Za-z ]*$")
+_THOUSANDS = re.compile(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
+
+
+def _parse_committed(c: Commitment, timeout_s: int):
+    """math-verify's reading of a committed answer. A box is read as a box; a stated line ("the
+    answer is $12$ apples", "#### 1,000") in math mode where it has one, else as the expression it
+    is, without thousands separators and trailing unit words."""
+    if c.marker == "boxed":
+        return _parse(f"$\\boxed{{{c.answer}}}$", timeout_s)
+    text = c.answer.replace("\\$", "").strip()
+    if "$" in text or "\\(" in text or "\\[" in text:
+        return _parse(text, timeout_s)
+    text = _UNIT_WORDS.sub("", text).strip()
+    if _THOUSANDS.match(text):
+        text = text.replace(",", "")
+    return _parse(f"$\\boxed{{{text}}}$", timeout_s)
+
+
 def grade_math(gold: str, output: str, timeout_s: int = 5) -> Verdict:
     from math_verify import verify
     from math_verify.errors import TimeoutException
 
+    stated = committed(output or "")
+    if stated is None:
+        return Verdict(False, None, "no_final_answer")
     try:
         gold_parsed = _parse(f"${gold}$", timeout_s)
-        # The answer is the last \boxed{} (math-verify would join several boxes into a set, so a
-        # corrected "\boxed{7} ... \boxed{12}" would read as {7, 12}); without one, math-verify
-        # looks for "the final answer is", then the last expression.
-        boxed = answers.last_boxed(output or "")
-        pred = _parse(f"$\\boxed{{{boxed}}}$" if boxed else output, timeout_s)
+        # Only the last statement is read (math-verify would join several boxes into a set, so a
+        # corrected "\\boxed{7} ... \\boxed{12}" would read as {7, 12}).
+        pred = _parse_committed(stated, timeout_s)
         if not pred:
-            return Verdict(False, None, "no_answer")
+            return Verdict(False, stated.answer, "wrong")
         extracted = str(pred[-1])
         if len(pred) == 1:
-            # math-verify leaves a boxed percentage ("\boxed{50\%}") as an unparsed string; read
+            # math-verify leaves a boxed percentage ("\\boxed{50\\%}") as an unparsed string; read
             # the number without the sign, which a gold "50" (a question asking "what percent")
             # accepts and a gold "0.5" does not.
             m = _PERCENT.match(extracted)
@@ -107,7 +131,7 @@ def grade_math(gold: str, output: str, timeout_s: int = 5) -> Verdict:
     except TimeoutException:
         return Verdict(False, None, "timeout")
     except Exception:  # noqa: BLE001 - a sympy failure on odd input is a wrong answer, not a crash
-        return Verdict(False, None, "wrong")
+        return Verdict(False, stated.answer, "wrong")
     return Verdict(bool(ok), extracted, "correct" if ok else "wrong")
 
 
@@ -139,7 +163,7 @@ def extract_choice(output: str, n_options: int) -> str | None:
 def grade_choice(gold: str, output: str, n_options: int) -> Verdict:
     letter = extract_choice(output, n_options)
     if letter is None:
-        return Verdict(False, None, "no_answer")
+        return Verdict(False, None, "no_final_answer")
     ok = letter == gold.strip().upper()
     return Verdict(ok, letter, "correct" if ok else "wrong")
 
@@ -228,19 +252,10 @@ _OPTION = re.compile(r"^\(?([a-j])\)?$", re.IGNORECASE)
 _BRACKETS = re.compile(r"^(?:\\left)?\s*(?:\[|\(|\\\{|\\langle)(.*?)(?:\\right)?\s*(?:\]|\)|\\\}|\\rangle)$", re.S)
 
 
-def _stated(output: str, timeout_s: int) -> str | None:
-    """The answer an output states: its last \\boxed{} or closing "the answer is", else the last
-    expression math-verify finds in it."""
-    from cgd.grading.labels import final_answer
-
-    stated = final_answer(output or "")
-    if stated is not None:
-        return stated
-    try:
-        pred = _parse(output or "", timeout_s)
-    except Exception:  # noqa: BLE001
-        return None
-    return str(pred[-1]) if pred else None
+def _stated(output: str) -> str | None:
+    """The answer an output commits to (cgd.grading.commitment), or None."""
+    c = committed(output or "")
+    return None if c is None else c.answer
 
 
 def _theoremqa_number_ok(pred: float, gold: float, integer: bool, rel_tol: float) -> bool:
@@ -260,17 +275,18 @@ def _list_items(text: str) -> list[str]:
 def grade_theoremqa(key: Key, output: str, rules: Rules) -> Verdict:
     kind = key.kind
     if kind == "bool":
-        stated = _stated(output, rules.timeout_s) or ""
+        stated = _stated(output)
+        if stated is None:
+            return Verdict(False, None, "no_final_answer")
         hits = _BOOL_WORD.findall(_TEXT_BLOCK.sub(lambda m: m.group(0)[m.group(0).index("{") + 1:-1], stated))
-        hits = hits or _BOOL_WORD.findall(output or "")
         if not hits:
-            return Verdict(False, None, "no_answer")
+            return Verdict(False, stated, "wrong")
         said = "true" if hits[-1].lower() in ("true", "yes") else "false"
         ok = said == key.gold.strip().lower()
         return Verdict(ok, hits[-1], "correct" if ok else "wrong")
-    stated = _stated(output, rules.timeout_s)
+    stated = _stated(output)
     if stated is None:
-        return Verdict(False, None, "no_answer")
+        return Verdict(False, None, "no_final_answer")
     if kind == "option":
         letter = _OPTION.match(re.sub(r"\\text(?:bf)?\s*\{([^{}]*)\}", r"\1", stated).replace(" ", ""))
         gold = _OPTION.match(key.gold.strip())
@@ -356,9 +372,9 @@ def grade_olympiadbench(key: Key, output: str, rules: Rules) -> Verdict:
     if key.multiple and boxes:
         stated = ", ".join(boxes)
     else:
-        stated = boxes[-1] if boxes else _stated(output, rules.timeout_s)
+        stated = _stated(output)
     if stated is None:
-        return Verdict(False, None, "no_answer")
+        return Verdict(False, None, "no_final_answer")
     gold = olympiad_normalize(key.gold, key.unit)
     pred = olympiad_normalize(stated, key.unit)
     if gold == pred:
@@ -382,7 +398,8 @@ def grade_olympiadbench(key: Key, output: str, rules: Rules) -> Verdict:
 
 
 def grade(key: Key, output: str, rules: Rules = Rules()) -> Verdict:
-    """The verdict on `output` under the rule of the key's benchmark."""
+    """The verdict on `output` under our rule for the key's benchmark (callers go through
+    cgd.grading.judge, which also records the authors' rule)."""
     if key.answer_type == "choice":
         return grade_choice(key.gold, output, key.n_options)
     try:
@@ -395,29 +412,3 @@ def grade(key: Key, output: str, rules: Rules = Rules()) -> Verdict:
 
         return Verdict(False, None, "timeout" if isinstance(e, TimeoutException) else "wrong")
     return grade_math(key.gold, output, rules.timeout_s)
-
-
-def _grade_item(item: tuple) -> dict:
-    key, output, rules = item
-    return grade(key, output, rules).to_dict()
-
-
-def grade_many(items: list[tuple[Key, str]], rules: Rules = Rules(), workers: int = 1,
-               progress: bool = True) -> list[Verdict]:
-    """Grade (key, output) items, in order, over `workers` processes.
-
-    Each sample is bounded by math-verify's own timeouts (parse gold, parse output, compare:
-    at most 3 x timeout_s), which need a process's main thread; worker processes have one.
-    """
-    from cgd.runtime.progress import bar
-
-    jobs = [(key, output, rules) for key, output in items]
-    if workers <= 1 or len(jobs) < 64:
-        results = [_grade_item(j) for j in bar(jobs, desc="grade", disable=not progress)]
-    else:
-        import multiprocessing as mp
-
-        with mp.get_context("fork").Pool(workers) as pool:
-            results = list(bar(pool.imap(_grade_item, jobs, chunksize=32), total=len(jobs),
-                               desc="grade", disable=not progress))
-    return [Verdict(**r) for r in results]

@@ -122,7 +122,7 @@ KEEP = {
     "train.max_grad_norm", "train.gradient_checkpointing", "train.logging_steps", "train.save_steps",
     "eval.hub_revisions", "eval.generation.backend", "eval.generation.temperature", "eval.generation.top_p",
     "eval.pass_at_k.benchmarks", "eval.pass_at_k.n", "eval.pass_at_k.k", "eval.pass_at_k.temperature",
-    "eval.pass_at_k.top_p", "eval.grading_timeout_s", "eval.theoremqa_rel_tol",
+    "eval.pass_at_k.top_p", "eval.grader", "eval.grading_timeout_s", "eval.theoremqa_rel_tol",
     "eval.general.tasks", "eval.general.model", "eval.general.apply_chat_template", "eval.general.batch_size",
     "figures.formats", "figures.dpi", "figures.paper_model",
     "ablations.lr.methods", "ablations.lr.values", "ablations.mixture.method",

@@ -13,7 +13,7 @@ from cgd.config import Params, section
 from cgd.config import methods as registry
 from cgd.evaluation import evaluate
 from cgd.experiments.sweeps import ABLATIONS
-from cgd.reporting import appendix_c, figures, flaw_source, paper, points, tables
+from cgd.reporting import appendix_c, figures, flaw_source, graders, paper, points, tables
 from cgd.reporting.index import NOT_BUILT, index_markdown, provenance_groups
 from cgd.runtime import io, provenance
 
@@ -70,6 +70,22 @@ class Report:
     def _not_run(self, item: str, enable: str | None = None) -> None:
         self._entry(item, [], "not run", enable if enable is not None else NOT_BUILT[item])
 
+    @property
+    def rule(self) -> str | None:
+        """The grading rule behind every accuracy shown (eval.grader of the runs and points read)."""
+        return graders.rule_of(list(self.metrics.values()) + [points.run_metrics(p)[1] for p in self.points])
+
+    def _ruled(self, rows: dict, columns: list[str] | None = None) -> dict:
+        """Accuracy cells tagged with the rule that graded them (all of `columns`, or every cell)."""
+        if columns is None:
+            return tables.with_grader(rows, self.rule)
+        tagged = tables.with_grader({m: {c: cells[c] for c in columns if c in cells} for m, cells in rows.items()},
+                                    self.rule)
+        return {m: {**cells, **tagged[m]} for m, cells in rows.items()}
+
+    def _titled(self, title: str) -> str:
+        return f"{title} ({self.rule} rule)" if self.rule else title
+
     def _save(self, fig, stem: str) -> list[Path]:
         return figures.save(fig, self.out / stem, self.cfg.figures.formats, self.cfg.figures.dpi)
 
@@ -91,7 +107,7 @@ class Report:
         else:
             columns, rows = tables.table1(self.metrics, self.reported, cfg.figures.paper_model, name,
                                           self.comparisons.get("cgd_minus_cft", {}).get("pooled"))
-        rows = self.against_paper(rows)
+        rows = self._ruled(self.against_paper(rows))
         files = tables.write(name, columns, rows, self.out) if _has_run(rows) else []
         ran = [c for c in columns if not c.startswith("avg") and any(rows[m][c].run is not None for m in rows)]
         wanted = len([c for c in columns if not c.startswith("avg")])
@@ -128,7 +144,7 @@ class Report:
             name, ev = points.run_metrics(p)
             lr_runs.setdefault(float(p["values"]["train.lr"]), {}).setdefault(name, ev)  # a main run at that rate wins
         columns, rows = tables.table4(lr_runs, self.reported)  # the paper's Table 4 is LLaMA3.1-8B Instruct's
-        rows = self.against_paper(rows, "LLaMA3.1-8B Instruct")
+        rows = self._ruled(self.against_paper(rows, "LLaMA3.1-8B Instruct"))
         files = tables.write("table4", columns, rows, self.out) if _has_run(rows) else []
         rates = {m: sorted(lr for lr, runs in lr_runs.items() if any(n.startswith(m + "-seed") for n in runs))
                  for m in ("cgd", "cft")}
@@ -143,7 +159,8 @@ class Report:
         if frame.empty or frame.x.nunique() < 2:
             self._not_run("Fig. 7")
         else:
-            fig = figures.curve_plot(frame, lr_methods, "learning rate", "Accuracy vs. learning rate", log_x=True)
+            fig = figures.curve_plot(frame, lr_methods, "learning rate", self._titled("Accuracy vs. learning rate"),
+                                     log_x=True)
             self._entry("Fig. 7", self._save(fig, "fig7_lr"), "done", f"{frame.x.nunique()} rates")
             shown.items.append(fig)
         return shown
@@ -153,7 +170,7 @@ class Report:
         if frame.empty:
             self._not_run(item)
             return Shown([frame])
-        fig = figures.curve_plot(frame, registry.ordered(set(frame.method)), x_label, title)
+        fig = figures.curve_plot(frame, registry.ordered(set(frame.method)), x_label, self._titled(title))
         self._entry(item, self._save(fig, stem), status(frame))
         return Shown([frame, fig])
 
@@ -181,7 +198,7 @@ class Report:
             return Shown()
         base = {n: m for n, m in self.metrics.items() if n == "base"}
         columns, rows = tables.table8(base, by_teacher, self.reported, cfg.figures.paper_model)
-        rows = self.against_paper(rows)
+        rows = self._ruled(self.against_paper(rows))
         self._entry("Table 8", tables.write("table8", columns, rows, self.out), f"done: {len(by_teacher)} teachers")
         return Shown([tables.to_frame(columns, rows)])
 
@@ -193,6 +210,7 @@ class Report:
             self._not_run(flaw_source.ITEM)
             return Shown()
         columns, rows, sources = gathered
+        rows = self._ruled(rows, [c for c in columns if c not in tables.FLAW_DATA_COLUMNS])
         files = tables.write("flaw_source", columns, rows, self.out)
         fig = figures.flaw_source_plot(rows, cfg.ablations.flaw_source.methods, sources,
                                        "Who wrote y′: the student itself or another model")
@@ -215,6 +233,23 @@ class Report:
                     "train.seeds: [0, 1, 2] (the paper's three)")
         return Shown([frame])
 
+    def graders(self, samples_dir: str) -> Shown:
+        """Beyond the paper: every run's accuracy under our rule and the authors' harness rule, per
+        benchmark, recounted from the samples, and the samples they disagree on."""
+        samples = tables.load_eval_samples(samples_dir)
+        table = graders.grader_table(samples)
+        if table.empty:
+            self._not_run(graders.ITEM, "stage 06 (it records both rules' verdicts on every sample)")
+            return Shown(["not run: no sample graded under both rules"])
+        listing = graders.disagreements(samples)
+        files = [self.out / "graders.md", self.out / "graders.csv", self.out / "grader_disagreements.csv"]
+        io.write_text(files[0], table.to_markdown(index=False) + "\n")
+        io.write_text(files[1], table.to_csv(index=False))
+        io.write_text(files[2], listing.to_csv(index=False))
+        self._entry(graders.ITEM, files, f"done: tables report the {self.rule} rule (eval.grader); "
+                    f"{len(listing)} of {int(table[table.run == graders.ALL_RUNS].samples.sum())} samples disagree")
+        return Shown([table, listing])
+
     def accuracy_bars(self) -> Shown:
         """Fig. 2 (every method per benchmark) and Fig. 4 (CGD with vs without the critique)."""
         acc = figures.accuracy_frame(self.metrics)
@@ -225,7 +260,7 @@ class Report:
             if acc.empty or not set(wanted[-2:]) & set(acc.method):
                 self._not_run(item, "train and evaluate " + ", ".join(wanted))
                 continue
-            fig = figures.method_bars(acc, wanted, title)
+            fig = figures.method_bars(acc, wanted, self._titled(title))
             self._entry(item, self._save(fig, stem), "done")
             shown.items.append(fig)
         return shown

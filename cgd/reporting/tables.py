@@ -8,7 +8,7 @@ seeds). A benchmark or method without metrics reads "not run": nothing is filled
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cgd.config import methods as registry
@@ -41,7 +41,6 @@ def compares_with_paper(student_model: str, paper_model: str) -> bool:
 
 def as_reference(rows: dict[str, dict[str, "Cell"]]) -> dict[str, dict[str, "Cell"]]:
     """The same cells with the paper's numbers as references only (no difference printed)."""
-    from dataclasses import replace
 
     return {method: {col: replace(cell, comparable=False) for col, cell in cells.items()}
             for method, cells in rows.items()}
@@ -59,6 +58,7 @@ class Cell:
     comparable: bool = True  # False: another student or method than the paper's; no difference
     paper_only: bool = False  # a row the paper reports and this pipeline never runs (SimpleRL-Zero)
     beyond_paper: bool = False  # a table the paper has no numbers for: the run's value alone
+    grader: str | None = None  # the rule that judged the answers behind the run's value (cgd.grading.judge)
 
     @property
     def diff(self) -> float | None:
@@ -77,11 +77,19 @@ class Cell:
             run += f" [{self.ci_low:.{d}f}, {self.ci_high:.{d}f}]"
         if self.run is not None and self.p_value is not None:
             run += f" p={self.p_value:.2g}"
+        if self.run is not None and self.grader:
+            run += f" ⟨{self.grader}⟩"
         if self.beyond_paper:
             return run
         paper_ = "–" if self.paper is None else f"{'' if self.comparable else 'ref. '}{self.paper:.{d}f}"
         diff = "" if self.diff is None else f" ({self.diff:+.{d}f})"
         return f"{run} / {paper_}{diff}"
+
+
+def with_grader(rows: dict[str, dict[str, Cell]], grader: str | None) -> dict[str, dict[str, Cell]]:
+    """The cells holding a value from graded answers, tagged with the rule that graded them."""
+    return {name: {c: replace(cell, grader=grader) if cell.run is not None else cell for c, cell in cells.items()}
+            for name, cells in rows.items()}
 
 
 def load_eval_samples(folder: str | Path = "data/06_eval") -> dict[str, list[dict]]:
@@ -291,16 +299,18 @@ def seed_table(metrics: dict[str, dict]):
         if match:
             for bench, v in m.get("benchmarks", {}).items():
                 if v.get("accuracy", {}).get("mean") is not None:
-                    rows.append((match.group(1), bench, int(match.group(2)), v["accuracy"]["mean"]))
+                    rows.append((match.group(1), bench, int(match.group(2)), v["accuracy"]["mean"],
+                                 v.get("grader", "unrecorded")))
     out = []
-    for (method, bench), group in pd.DataFrame(rows, columns=["m", "b", "s", "a"]).groupby(["m", "b"], sort=False):
+    for (method, bench), group in pd.DataFrame(rows, columns=["m", "b", "s", "a", "g"]).groupby(["m", "b"], sort=False):
         accs = list(group.a)
         mean, lo, hi = _over_seeds([(a, None, None) for a in accs])
         out.append({"method": method, "benchmark": bench, "seeds": len(accs),
                     **{f"seed{s}": round(a, 1) for s, a in zip(group.s, accs)},
                     "mean": round(mean, 1), "sd": round(statistics.stdev(accs), 2) if len(accs) > 1 else None,
                     "ci_low": None if len(accs) < 2 else round(lo, 1),
-                    "ci_high": None if len(accs) < 2 else round(hi, 1)})
+                    "ci_high": None if len(accs) < 2 else round(hi, 1),
+                    "grader": ", ".join(sorted(set(group.g)))})
     return pd.DataFrame(out)
 
 
@@ -354,7 +364,6 @@ def flaw_source_table(methods: list[str], own: dict[str, dict], by_source: dict[
     average, Group 2, its average, each average the plain mean of the group's evaluated benchmarks
     (the paired difference's own average, so Table 3's five columns average too). `data` gives each
     source's (and OWN's) flaw_source_stats. Rows "cgd@yprime=<source>", "delta_cgd@yprime=<source>"."""
-    from dataclasses import replace
 
     groups = {g: [b for b in [*paper.GROUP1, *paper.GROUP2, *evaluated] if b in evaluated
                   and benchmarks.REGISTRY[b].group == g] for g in (1, 2)}
@@ -445,7 +454,8 @@ def to_long(columns: list[str], rows: dict[str, dict[str, Cell]]):
 
     return pd.DataFrame([{"method": m, "column": c, "run": cell.run, "ci_low": cell.ci_low,
                           "ci_high": cell.ci_high, "p_value": cell.p_value, "paper": cell.paper,
-                          "diff": cell.diff, "paper_is_reference": not cell.comparable or cell.paper_only}
+                          "diff": cell.diff, "paper_is_reference": not cell.comparable or cell.paper_only,
+                          "grader": cell.grader}
                          for m, cells in rows.items() for c, cell in ((c, cells[c]) for c in columns)])
 
 
