@@ -45,7 +45,8 @@ def wrong_answer(p: Problem) -> str:
             items[0] = _other_number(items[0], p.kind == "list of integer")
             return "[" + ", ".join(items) + "]"
         return _other_number(p.answer, p.kind == "integer")
-    number = _other_number(p.answer, False) if re.fullmatch(r"-?[\d.,]+", p.answer.strip()) else None
+    # plain and scientific numbers ("4.5e33": "4.5e33 + 1" would be the same number to any tolerance)
+    number = _other_number(p.answer, False) if re.fullmatch(r"-?[\d.,]+(?:[eE][-+]?\d+)?", p.answer.strip()) else None
     return number or f"{p.answer} + 1"
 
 

@@ -302,6 +302,8 @@ class Report:
         entries, shown = {}, Shown()
         for item, (name, (columns, rows)) in built.items():
             rows = self.against_paper(rows)
+            if item == "Table 11":  # answers graded by stage 08 with our rule (judge.is_correct)
+                rows = tables.with_grader(rows, "committed")
             entries[item] = {"item": item, "files": [str(p) for p in tables.write(name, columns, rows, self.out)],
                              "status": "done", "enable": note}
             shown.items += [f"**{item}**", tables.to_frame(columns, rows)]
@@ -318,7 +320,8 @@ class Report:
             entries[item] = {"item": item, "files": [str(p) for p in self._save(fig, stem)], "status": "done",
                              "enable": f"{n} rows, up to {cfg.diagnostics.attention_max_new_tokens} tokens (paper: 50 rows, 8192)"}
             shown.items.append(fig)
-        fig = figures.counterfactual_bars(diag["table11_counterfactual"], "Factual vs counterfactual critiques")
+        fig = figures.counterfactual_bars(diag["table11_counterfactual"],
+                                          "Factual vs counterfactual critiques (committed rule)")
         entries["Table 11"]["files"] += [str(p) for p in self._save(fig, "table11_counterfactual")]
         shown.items.append(fig)
         self.index.extend(entries.values())
