@@ -189,3 +189,13 @@ def test_the_rule_of_the_runs_read():
     assert graders.rule_of([one, other]) == "mixed (committed, harness)"
     assert graders.rule_of([{"benchmarks": {"gsm8k": {}}}]) == "unrecorded"
     assert graders.rule_of([]) is None
+
+
+def test_the_reports_rule_reads_every_evaluation_a_point_holds(tmp_path):
+    from cgd.reporting.build import Report
+
+    graded = {"benchmarks": {"gsm8k": {"grader": "committed"}}}
+    points = [{"ablation": "flaw_source", "eval": {}},  # a point whose evaluation has not run yet
+              {"ablation": "lr", "eval": {"x": graded}}]
+    report = Report(None, tmp_path, {"base": graded}, [], points, [])
+    assert report.rule == "committed"

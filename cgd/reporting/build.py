@@ -73,7 +73,9 @@ class Report:
     @property
     def rule(self) -> str | None:
         """The grading rule behind every accuracy shown (eval.grader of the runs and points read)."""
-        return graders.rule_of(list(self.metrics.values()) + [points.run_metrics(p)[1] for p in self.points])
+        # every evaluation a point holds (a flaw-source point may hold none yet)
+        return graders.rule_of(list(self.metrics.values())
+                               + [ev for p in self.points for ev in (p.get("eval") or {}).values()])
 
     def _ruled(self, rows: dict, columns: list[str] | None = None) -> dict:
         """Accuracy cells tagged with the rule that graded them (all of `columns`, or every cell)."""
