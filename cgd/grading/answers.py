@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 
-_BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
+BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
 # "#### 752" ends GSM8K solutions; MetaMathQA's GSM-derived rows add a line "The answer is: 752" after it.
 _GSM8K = re.compile(r"####[ \t]*([^\n]+?)[ \t]*(?:\n|$)")
 _ANSWER_IS = re.compile(r"[Tt]he (?:final )?answer is:?\s*\$?([^\s:$].*?)\$?\s*\.?\s*$", re.S)
 
 
-def _box_content(text: str, start: int) -> str | None:
+def box_content(text: str, start: int) -> str | None:
     depth = 1
     for i in range(start, len(text)):
         if text[i] == "{":
@@ -24,17 +24,17 @@ def _box_content(text: str, start: int) -> str | None:
 
 def last_boxed(text: str) -> str | None:
     """Content of the last \\boxed{...} (or \\fbox{...}), with nested braces balanced."""
-    matches = list(_BOX.finditer(text or ""))
-    return _box_content(text, matches[-1].end()) if matches else None
+    matches = list(BOX.finditer(text or ""))
+    return box_content(text, matches[-1].end()) if matches else None
 
 
 def all_boxed(text: str) -> list[str]:
     """Contents of every outermost \\boxed{...}, in order (a box inside a box is its content)."""
     out, end = [], 0
-    for m in _BOX.finditer(text or ""):
+    for m in BOX.finditer(text or ""):
         if m.start() < end:
             continue
-        content = _box_content(text, m.end())
+        content = box_content(text, m.end())
         if content is not None:
             out.append(content)
             end = m.end() + len(content)

@@ -50,8 +50,8 @@ class Commitment:
 
 def _boxes(text: str) -> list[Commitment]:
     out = []
-    for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text):
-        content = answers._box_content(text, m.end())
+    for m in answers.BOX.finditer(text):
+        content = answers.box_content(text, m.end())
         if content:
             out.append(Commitment(content, "boxed", m.start()))
     return out

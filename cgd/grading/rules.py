@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 from cgd.grading import answers
-from cgd.grading.commitment import Commitment, committed
+from cgd.grading.commitment import Commitment, committed, committed_answer
 
 Reason = Literal["correct", "wrong", "no_final_answer", "timeout", "gold_unparsed", "random_guess"]
 
@@ -252,12 +252,6 @@ _OPTION = re.compile(r"^\(?([a-j])\)?$", re.IGNORECASE)
 _BRACKETS = re.compile(r"^(?:\\left)?\s*(?:\[|\(|\\\{|\\langle)(.*?)(?:\\right)?\s*(?:\]|\)|\\\}|\\rangle)$", re.S)
 
 
-def _stated(output: str) -> str | None:
-    """The answer an output commits to (cgd.grading.commitment), or None."""
-    c = committed(output or "")
-    return None if c is None else c.answer
-
-
 def _theoremqa_number_ok(pred: float, gold: float, integer: bool, rel_tol: float) -> bool:
     if math.isnan(pred):
         return False
@@ -275,7 +269,7 @@ def _list_items(text: str) -> list[str]:
 def grade_theoremqa(key: Key, output: str, rules: Rules) -> Verdict:
     kind = key.kind
     if kind == "bool":
-        stated = _stated(output)
+        stated = committed_answer(output or "")
         if stated is None:
             return Verdict(False, None, "no_final_answer")
         hits = _BOOL_WORD.findall(_TEXT_BLOCK.sub(lambda m: m.group(0)[m.group(0).index("{") + 1:-1], stated))
@@ -284,7 +278,7 @@ def grade_theoremqa(key: Key, output: str, rules: Rules) -> Verdict:
         said = "true" if hits[-1].lower() in ("true", "yes") else "false"
         ok = said == key.gold.strip().lower()
         return Verdict(ok, hits[-1], "correct" if ok else "wrong")
-    stated = _stated(output)
+    stated = committed_answer(output or "")
     if stated is None:
         return Verdict(False, None, "no_final_answer")
     if kind == "option":
@@ -372,7 +366,7 @@ def grade_olympiadbench(key: Key, output: str, rules: Rules) -> Verdict:
     if key.multiple and boxes:
         stated = ", ".join(boxes)
     else:
-        stated = _stated(output)
+        stated = committed_answer(output or "")
     if stated is None:
         return Verdict(False, None, "no_final_answer")
     gold = olympiad_normalize(key.gold, key.unit)

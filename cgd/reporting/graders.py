@@ -7,6 +7,7 @@ sample, so the table is a recount a reader can repeat.
 
 from __future__ import annotations
 
+from cgd.evaluation.evaluate import grader_counts
 from cgd.grading.judge import GRADERS
 
 ITEM = "Graders"  # its INDEX.md entry
@@ -19,17 +20,16 @@ def _graded(samples: list[dict]) -> list[dict]:
 
 
 def _row(run: str, bench: str, rows: list[dict]) -> dict:
-    n = len(rows)
-    out = {"run": run, "benchmark": bench, "samples": n}
+    counts = grader_counts(rows)  # stage 06's own count of each rule's verdicts
+    out = {"run": run, "benchmark": bench, "samples": len(rows)}
     for g in GRADERS:
-        correct = sum(r["verdicts"][g]["correct"] for r in rows)
-        out[f"{g}_correct"] = correct
-        out[f"{g}_accuracy"] = round(100 * correct / n, 2) if n else None
+        out[f"{g}_correct"] = counts[g]["correct"]
+        out[f"{g}_accuracy"] = counts[g]["accuracy"]
     a, b = GRADERS
-    out["disagreements"] = sum(r["verdicts"][a]["correct"] != r["verdicts"][b]["correct"] for r in rows)
+    out["disagreements"] = counts["disagreements"]
     out[f"only_{a}"] = sum(r["verdicts"][a]["correct"] and not r["verdicts"][b]["correct"] for r in rows)
     out[f"only_{b}"] = sum(r["verdicts"][b]["correct"] and not r["verdicts"][a]["correct"] for r in rows)
-    out[f"{a}_no_final_answer"] = sum(r["verdicts"][a]["reason"] == "no_final_answer" for r in rows)
+    out[f"{a}_no_final_answer"] = counts[a]["reasons"].get("no_final_answer", 0)
     return out
 
 
