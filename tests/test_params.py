@@ -177,9 +177,10 @@ def test_every_profile_applies_and_validates(profile, tmp_path):
     assert (t.global_batch_size, t.lr, t.lr_scheduler, t.max_length, t.epochs,
             t.warmup_ratio) == (64, 1e-6, "cosine", max_length, 1.0, 0.1)
     assert t.optimizer == "adamw_torch_fused" and t.logging_steps == 10  # AdamW, one kernel per step
-    # Every student-side length fits the student's context.
-    assert cfg.rollout.max_new_tokens < cfg.student.max_model_len and t.max_length <= cfg.student.max_model_len
-    assert cfg.eval.generation.max_new_tokens < cfg.student.max_model_len
+    # Training rows fit the student's context. Generation lengths may ask for more (the release asks
+    # vLLM for 16384 tokens under an 8192 context): the vLLM backends cap each request to the room left
+    # (tests/test_vllm.py), so they are checked against the release in tests/test_fidelity_table.py.
+    assert t.max_length <= cfg.student.max_model_len
     assert cfg.data.n_train == 100_000 and len(t.seeds) == 3
     assert "student.model" in changed
     assert "Single source of truth" in (tmp_path / "params.yaml").read_text()  # comments survive

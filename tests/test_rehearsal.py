@@ -128,9 +128,9 @@ def test_the_run_shape_counts_the_profile_s_real_sizes(tmp_path):
     shape = rehearsal.shape(raw, stages)
     assert shape["stages"] == 77 and shape["trainings"] == 18 and shape["evaluations"] == 19
     assert shape["flaw_sources"] == 1
-    assert shape["generation"]["stages 02-04 per flaw source"] == {"prompts": 300_000, "max_tokens": 100_000 * 3 * 2048}
+    assert shape["generation"]["stages 02-04 per flaw source"] == {"prompts": 300_000, "max_tokens": 100_000 * 3 * 16384}
     assert shape["optimizer_steps_per_main_run"] == 1563  # ceil(100k / 64)
-    assert shape["generation"]["rollout"] == {"prompts": 100_000, "max_tokens": 100_000 * 2048}
+    assert shape["generation"]["rollout"] == {"prompts": 100_000, "max_tokens": 100_000 * 16384}
     # greedy: every problem of the ten benchmarks; pass@k: 32 samples of AIME24 and AIME25's 60 problems
     greedy = sum(benchmarks.REGISTRY[b].rows for b in raw["eval"]["benchmarks"])
     assert shape["generation"]["eval (each)"]["prompts"] == greedy + 60 * 32

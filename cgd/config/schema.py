@@ -51,11 +51,15 @@ class DecontaminationConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    source: Literal["gsm8k", "math", "webinstruct", "metamathqa", "openmathinstruct2"]
+    # webinstruct_conversations: a WebInstructSub export in the release's `conversations` layout
+    source: Literal["gsm8k", "math", "webinstruct", "webinstruct_conversations", "metamathqa", "openmathinstruct2"]
     hub_id: str | None  # dataset id or a local folder with the hub layout; null = the source's own
     split: str
     revision: str | None  # the hub dataset's commit (or tag) to read; null = its newest (unpinned)
     n_train: int | None = _range(ge=1, help="use a positive count, or null to keep every clean row")
+    # random: n_train rows drawn with the seed; first: the first n_train clean rows in file order
+    # (the release's DataHandler takes the first --num_samples)
+    selection: Literal["random", "first"]
     require_final_answer: bool  # drop rows whose reference has no extractable final answer
     min_question_chars: int = _range(ge=1)
     decontamination: DecontaminationConfig
@@ -127,6 +131,8 @@ class GenerationConfig:
 class DataGenConfig(GenerationConfig):
     """A data-generation stage: `batch_size` prompts form one resumable shard."""
 
+    # the built-in prompts: ours, or the authors' release as published (cgd/distill/authors_prompts.py)
+    prompt_set: Literal["ours", "authors"]
     prompt_file: str | None  # a template overriding the built-in prompt (cgd/distill/prompts.py)
 
 
@@ -149,8 +155,10 @@ class CritiqueConfig(DataGenConfig):
 class RefineConfig(DataGenConfig):
     # Fraction of student answers judged incorrect in the final set (paper Fig. 5); null keeps all.
     incorrect_fraction: float | None = _range(ge=0.0, le=1.0)
-    # Rows in the mixture; null = as many as the fraction allows. Fix it to compare fractions.
-    mixture_total: int | None = _range(ge=1)
+    # Rows in the mixture; null = as many as the fraction allows. Fix it to compare fractions;
+    # smaller_class = the size of the rarer label (the release's src/filter_crit_ratios.py).
+    mixture_total: int | Literal["smaller_class"] | None = _range(
+        ge=1, help="a row count, smaller_class, or null")
     label_source: Literal["critique", "verifier"]
 
 
@@ -168,6 +176,9 @@ class TrainConfig:
         ge=16, help="a token budget such as per-device rows x max_length (the same worst case), or null")
     max_length: int = _range(ge=16)
     overlong: Literal["drop", "truncate"]
+    # CGD's prompt as trained: appendix_d = the paper's Appendix D layout as the user turn; alpaca =
+    # the release's Alpaca triple (instruction + input) joined into one user turn as LLaMA-Factory does
+    record_layout: Literal["appendix_d", "alpaca"]
     warmup_ratio: float = _range(ge=0.0, le=0.5, help="a share of the total steps; the paper uses 0.1")
     lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"]
     optimizer: Literal["adamw_torch", "adamw_torch_fused"]
@@ -218,6 +229,9 @@ class EvalConfig:
     # hub benchmark -> the dataset commit (or tag) to read; a benchmark not listed reads the newest
     hub_revisions: dict[str, str]
     generation: GenerationConfig  # the greedy pass (temperature 0 in the paper)
+    # the student's evaluation prompt: ours (the chat template over the CoT system turn) or one of the
+    # release's math-evaluation-harness prompt types, rendered as raw text (cgd/evaluation/harness_prompts.py)
+    prompt_type: Literal["ours", "llama3-math-cot", "qwen25-math-cot", "cot"]
     pass_at_k: PassAtKConfig
     # which rule the metrics and tables report (both are recorded on every sample): committed =
     # ours, credit only for a stated final answer; harness = the authors' math-evaluation-harness
@@ -253,7 +267,9 @@ class MixtureAblation:
 
     method: Method
     incorrect_fractions: list[float]  # [] = off
-    total: int = _range(ge=1, help="rows in every mixture; it must fit the rarer label at each fraction")
+    # rows in every mixture (it must fit the rarer label at each fraction), or smaller_class: the
+    # rarer label's count, every point at that size (the release's src/filter_crit_ratios.py)
+    total: int | Literal["smaller_class"] = _range(ge=1, help="a row count, or smaller_class")
     label_source: Literal["critique", "verifier"]  # the paper labels by the critique's conclusion
 
 

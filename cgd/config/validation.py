@@ -232,6 +232,10 @@ def validate(params: Params, raw: dict, dvc_yaml: str | Path = "dvc.yaml") -> No
             f"lacks evaluated benchmark(s) {', '.join(missing)}",
             "add them, or training rows that overlap the test set could inflate their scores",
         )
+    if params.data.source == "webinstruct_conversations" and params.data.hub_id is None:
+        raise ParamsError("data.hub_id", "is null, but data.source webinstruct_conversations reads a local "
+                          "export in the release's conversations layout, which no hub dataset has",
+                          "set data.hub_id to the folder holding the export (JSON or JSONL), or use source webinstruct")
     if params.rollout.backend == "reference":
         raise ParamsError("rollout.backend", "is 'reference', which only critiques and refines",
                           "use transformers, vllm or openai for the student's answers")
@@ -240,6 +244,10 @@ def validate(params: Params, raw: dict, dvc_yaml: str | Path = "dvc.yaml") -> No
         if prompt_file is not None and not Path(prompt_file).exists():
             raise ParamsError(f"{stage}.prompt_file", f"points to '{prompt_file}', which does not exist",
                               "give a template file, or null for the built-in prompt")
+    if params.eval.prompt_type != "ours" and params.eval.generation.backend == "openai":
+        raise ParamsError("eval.prompt_type", f"is {params.eval.prompt_type!r}, a raw text prompt, but "
+                          "eval.generation.backend is openai, which sends chat messages",
+                          "use ours with an API model, or a local backend (vllm, vllm_server, transformers)")
     if params.refine.mixture_total is not None and params.refine.incorrect_fraction is None:
         raise ParamsError("refine.mixture_total", "is set but refine.incorrect_fraction is null",
                           "set a fraction (e.g. 0.5) or set mixture_total to null")

@@ -80,6 +80,11 @@ SOURCES: dict[str, Source] = {
     # WebInstructSub rows: orig_question, orig_answer, question, answer, source, index.
     "webinstruct": Source("TIGER-Lab/WebInstructSub", "question", "answer",
                           lambda r, i: f"webinstruct-{r.get('index', i)}"),
+    # The release's WebInstructSub export (src/cgd_pipeline.py, DataHandler._process_webinstruct):
+    # rows with `conversations`, [user, assistant]; read by `release_conversation` below. `hub_id` is
+    # a local folder holding the export as JSON/JSONL (the release does not publish its file).
+    "webinstruct_conversations": Source("TIGER-Lab/WebInstructSub", "question", "answer",
+                                        lambda r, i: f"webinstruct-{r.get('index', i)}"),
     # MetaMathQA rows: type, query, original_question, response (ends "The answer is: X").
     "metamathqa": Source("meta-math/MetaMathQA", "query", "response",
                          lambda r, i: f"metamathqa-{i}"),
@@ -106,9 +111,26 @@ def load_pool(cfg: DataConfig) -> Iterator[dict]:
     yield from hub.rows(cfg.hub_id or source.hub_id, None, cfg.split, cfg.revision)
 
 
+def release_conversation(row: dict) -> dict | str:
+    """A row of the release's WebInstructSub export as (question, answer), read its way: the question
+    is the user turn up to its first " Answer:", a leading "Question: " removed; the answer is the
+    assistant turn. A row without both turns is counted as malformed (the release prints and skips it)."""
+    conv = row.get("conversations")
+    if not isinstance(conv, list) or len(conv) < 2 or not all(isinstance(m, dict) and "content" in m for m in conv[:2]):
+        return "malformed_conversations"
+    question = str(conv[0]["content"]).split(" Answer:")[0]
+    if question.startswith("Question: "):
+        question = question[len("Question: "):]
+    return {**row, "question": question, "answer": conv[1]["content"]}
+
+
 def normalize(row: dict, index: int, source_name: str, cfg: DataConfig) -> Example | str:
     """An `Example`, or the reason the row is malformed."""
     source = SOURCES[source_name]
+    if source_name == "webinstruct_conversations":
+        row = release_conversation(row)
+        if isinstance(row, str):
+            return row
     question, solution = row.get(source.question), row.get(source.solution)
     if not isinstance(question, str) or not question.strip():
         return "empty_question"
@@ -195,14 +217,18 @@ def clean_pool(rows: Iterable[dict], cfg: DataConfig, index: NgramIndex, report:
     return kept, dropped
 
 
-def sample(pool: list[Example], n: int | None, seed: int, report: SampleReport) -> list[Example]:
-    """`n` rows drawn with `seed`, in pool order; all rows when `n` is None."""
+def sample(pool: list[Example], n: int | None, seed: int, report: SampleReport,
+           selection: str = "random") -> list[Example]:
+    """`n` rows drawn with `seed`, in pool order (selection random), or the first `n` clean rows
+    (selection first: the release's DataHandler takes the first --num_samples); all rows when `n` is None."""
     if n is None:
         chosen = pool
     elif n > len(pool):
         raise ValueError(
             f"data.n_train = {n} but only {len(pool)} clean rows remain "
             f"(of {report.read} read); lower data.n_train or use null for all rows")
+    elif selection == "first":
+        chosen = pool[:n]
     else:
         picks = sorted(random.Random(seed).sample(range(len(pool)), n))
         chosen = [pool[i] for i in picks]

@@ -290,6 +290,11 @@ def select_mixture(rows: list[dict], cfg: RefineConfig, seed: int) -> tuple[list
 
     With `incorrect_fraction` null every usable row is in. Otherwise `mixture_total` rows
     (or the most the fraction allows) are drawn, round(total * fraction) of them incorrect.
+    `mixture_total: smaller_class` is the release's rule (src/filter_crit_ratios.py,
+    `create_and_save_controlled_ratios`): every share at the size of the rarer label, so the shares
+    compare at one size whatever the labels' balance. The release draws with Python's unseeded
+    `random`, and at an odd size its 50/50 file adds one more correct row with `random.choice`, which
+    may repeat a row; here the draw is seeded and without repeats (round(total * 0.5) incorrect).
     """
     usable = [r for r in rows if r["status"] == OK]
     label = {r["id"]: incorrect_label(r, cfg.label_source) for r in usable}
@@ -300,7 +305,13 @@ def select_mixture(rows: list[dict], cfg: RefineConfig, seed: int) -> tuple[list
     if frac is None:
         chosen = {r["id"] for r in usable}
     else:
-        total = cfg.mixture_total or _max_total(len(incorrect), len(correct), frac)
+        if cfg.mixture_total == "smaller_class":
+            total = min(len(incorrect), len(correct))
+        else:
+            total = cfg.mixture_total or _max_total(len(incorrect), len(correct), frac)
+        if total == 0:
+            raise ValueError(f"refine.mixture_total = {cfg.mixture_total!r} leaves no rows: {len(incorrect)} "
+                             f"incorrect and {len(correct)} correct usable rows. Generate more data.")
         n_inc = round(total * frac)
         if n_inc > len(incorrect) or total - n_inc > len(correct):
             raise ValueError(
@@ -310,7 +321,8 @@ def select_mixture(rows: list[dict], cfg: RefineConfig, seed: int) -> tuple[list
         rng = random.Random(seed)
         chosen = set(rng.sample(incorrect, n_inc)) | set(rng.sample(correct, total - n_inc))
     out = [{**r, "student_incorrect": label.get(r["id"]), "in_mixture": r["id"] in chosen} for r in rows]
-    report = {"label_source": cfg.label_source, "incorrect_fraction": frac, "usable": len(usable),
+    report = {"label_source": cfg.label_source, "incorrect_fraction": frac, "mixture_total": cfg.mixture_total,
+              "usable": len(usable),
               "usable_incorrect": len(incorrect), "usable_correct": len(correct),
               "usable_unlabeled": unlabeled, "in_mixture": len(chosen),
               "in_mixture_incorrect": sum(1 for i in incorrect if i in chosen),

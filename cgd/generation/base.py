@@ -38,11 +38,29 @@ def chat_token_ids(tokenizer, messages: list[dict]) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
+def prompt_token_ids(tokenizer, request: "Request") -> list[int]:
+    """A request's prompt ids: its raw `prompt` text tokenized as vLLM tokenizes a text prompt
+    (the tokenizer's special tokens added: Llama's BOS), or its messages through `chat_token_ids`."""
+    if request.prompt is not None:
+        return tokenizer(request.prompt)["input_ids"]
+    return chat_token_ids(tokenizer, request.messages)
+
+
+def cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
+    """`text` up to the first of the stop strings (excluded, as vLLM leaves them out), and whether one was hit."""
+    cuts = [i for i in (text.find(s) for s in stop) if i >= 0]
+    return (text[:min(cuts)], True) if cuts else (text, False)
+
+
 @dataclass(frozen=True)
 class Request:
     id: str
     messages: list[dict]
     row: dict = field(default_factory=dict)  # the source row; only the reference oracle reads it
+    # A raw text prompt used instead of `messages` (the release's harness prompt types render their
+    # own chat markers); local backends only.
+    prompt: str | None = None
+    stop: tuple[str, ...] = ()  # stop strings, left out of the text (vLLM's `stop`)
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,11 @@ padding, bf16 where the hardware supports it. Tests and machines without vLLM.""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from cgd.config import GenerationConfig, ModelConfig
 from cgd.generation import chat
-from cgd.generation.base import Backend, Completion, FinishReason, Request, chat_token_ids, request_seed
+from cgd.generation.base import Backend, Completion, FinishReason, Request, cut_at_stop, prompt_token_ids, request_seed
 
 
 class TransformersBackend(Backend):
@@ -36,7 +37,7 @@ class TransformersBackend(Backend):
         self.startup_seconds = time.perf_counter() - start
 
     def encode(self, request: Request) -> list[int]:
-        return chat_token_ids(self.tokenizer, request.messages)
+        return prompt_token_ids(self.tokenizer, request)
 
     def generate(self, requests: list[Request], seed: int,
                  gen: GenerationConfig | None = None) -> list[Completion]:
@@ -59,11 +60,17 @@ class TransformersBackend(Backend):
             # One generator per batch (transformers samples a batch from one stream): seeded by
             # the batch's first request, so a rerun with the same batching repeats exactly.
             torch.manual_seed(request_seed(seed, requests[idx[0]].id))
+            # Stop strings (a harness prompt's): transformers stops a sequence at one (the batch's
+            # requests share them: one evaluation prompt type), and the text is cut before it as vLLM cuts.
+            stops = requests[idx[0]].stop
+            extra = {"stop_strings": list(stops), "tokenizer": self.tokenizer} if stops else {}
             with torch.inference_mode():
-                out = self.model.generate(**batch, **kwargs)
+                out = self.model.generate(**batch, **kwargs, **extra)
             new_tokens = out[:, batch["input_ids"].shape[1]:].tolist()
             for j, i in enumerate(idx):
-                results[i] = self._completion(new_tokens[j], len(encoded[i]))
+                c = self._completion(new_tokens[j], len(encoded[i]))
+                text, hit = cut_at_stop(c.text, requests[i].stop)
+                results[i] = replace(c, text=text.strip(), finish_reason="stop") if hit else c
         return results  # type: ignore[return-value]
 
     def choose(self, requests: list[Request], options: list[str], seed: int,

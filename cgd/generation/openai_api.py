@@ -44,6 +44,9 @@ class OpenAIBackend(Backend):
     def _one(self, request: Request, seed: int, gen: GenerationConfig) -> Completion:
         if self._fatal is not None:
             return Completion("", "error", error="not sent: the stage is stopping")
+        if request.prompt is not None:  # a chat endpoint takes messages, not a rendered prompt
+            raise ValueError("a raw text prompt (eval.prompt_type other than ours) needs a local backend "
+                             "(transformers, vllm or vllm_server); the openai backend sends chat messages")
         try:
             resp = self.client.chat.completions.create(
                 **openai_request(self.model, gen, request.messages, seed))

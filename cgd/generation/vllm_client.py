@@ -9,7 +9,7 @@ from pathlib import Path
 
 from cgd.config import GenerationConfig, ModelConfig
 from cgd.generation import chat
-from cgd.generation.base import Backend, Completion, Request, chat_token_ids, option_tokens, request_seed
+from cgd.generation.base import Backend, Completion, Request, option_tokens, prompt_token_ids, request_seed
 from cgd.generation.vllm_engine import check_context, overlong, vllm_sampling_args
 from cgd.runtime import progress
 
@@ -54,7 +54,7 @@ class VLLMServerBackend(Backend):
                  model.tensor_parallel_size, ", forked warm" if self.server.warm else "", self.startup_seconds)
 
     def encode(self, request: Request) -> list[int]:
-        return chat_token_ids(self.tokenizer, request.messages)
+        return prompt_token_ids(self.tokenizer, request)
 
     def _send(self, body: dict):
         try:
@@ -88,6 +88,8 @@ class VLLMServerBackend(Backend):
             body = {"prompt": ids, "max_tokens": min(args["max_tokens"], room), "temperature": args["temperature"],
                     "top_p": args["top_p"], "seed": args["seed"],
                     "extra_body": {"skip_special_tokens": args["skip_special_tokens"]}}
+            if r.stop:
+                body["stop"] = list(r.stop)
             resp = self._send(body)
             if isinstance(resp, Exception):
                 return Completion("", "error", len(ids), 0, f"{type(resp).__name__}: {resp}"[:500])

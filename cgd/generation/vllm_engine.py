@@ -13,7 +13,7 @@ from pathlib import Path
 
 from cgd.config import GenerationConfig, ModelConfig, ParamsError
 from cgd.generation import chat
-from cgd.generation.base import Backend, Completion, Request, chat_token_ids, option_tokens, request_seed
+from cgd.generation.base import Backend, Completion, Request, option_tokens, prompt_token_ids, request_seed
 from cgd.generation.vllm_logs import Quiet
 from cgd.runtime import progress
 from cgd.runtime.device import dtype_name, keep_freed_memory
@@ -138,7 +138,7 @@ class VLLMBackend(Backend):
             raise
 
     def encode(self, request: Request) -> list[int]:
-        return chat_token_ids(self.tokenizer, request.messages)
+        return prompt_token_ids(self.tokenizer, request)
 
     def _run(self, prompts: list[list[int]], params: list) -> list:
         """`LLM.generate` on token ids; on an exception, each prompt alone (None where it fails)."""
@@ -179,6 +179,8 @@ class VLLMBackend(Backend):
                 continue
             args = vllm_sampling_args(gen, request_seed(seed, r.id), self.model_cfg.skip_special_tokens)
             args["max_tokens"] = min(args["max_tokens"], room)
+            if r.stop:
+                args["stop"] = list(r.stop)
             todo.append(i)
             prompts.append(ids)
             params.append(SamplingParams(**args))

@@ -6,8 +6,16 @@ completion-only loss: the prompt tokens are masked out, the completion tokens ar
     sft              x            -> gold solution
     distilled_sft    x            -> refined answer y-hat
     cft              (x, y')      -> critique c           (the critique prompt the teacher saw)
-    cgd              (x, y', c)   -> refined answer y-hat  (Appendix D layout)
+    cgd              (x, y', c)   -> refined answer y-hat  (Appendix D layout, or the release's Alpaca record)
     cgd_no_critique  (x, y')      -> refined answer y-hat
+
+`train.record_layout` lays out CGD's user turn. appendix_d: the paper's Appendix D sample alone.
+alpaca: what the authors trained. Their refine step writes an Alpaca triple (`instruction` = the
+release's refine instruction, `input` = the Appendix D layout, `output` = y-hat; src/cgd_pipeline.py)
+and LLaMA-Factory's `AlpacaDatasetConverter` turns it into one user turn, instruction and input
+joined by a newline (each only when non-empty), with no system turn (`_system` is "" unless the
+dataset names a system column; the release's dataset_info.json entry names none). CGD w/o critique
+keeps the same instruction under alpaca, so the ablation still differs from CGD only in the critique.
 
 All methods train on the same rows (status ok and in the mixture from stage 04), so their
 comparison differs only in what the student conditions on and what it learns to write.
@@ -19,7 +27,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
 
-from cgd.distill import prompts
+from cgd.distill import authors_prompts, prompts
 from cgd.distill.status import OK
 
 # CGD's training input, laid out as the paper's Appendix D sample: the labelled question, the
@@ -35,6 +43,17 @@ CGD_NO_CRITIQUE_TEMPLATE = """Question: {question}
 
 Student's Initial Answer: {student_answer}"""
 LAYOUT_VERSION = "v1"
+RECORD_LAYOUTS = ("appendix_d", "alpaca")
+
+
+def alpaca_user_turn(instruction: str, input_text: str) -> str:
+    """LLaMA-Factory's Alpaca converter: the non-empty of instruction and input, joined by a newline."""
+    return "\n".join(part for part in (instruction, input_text) if part)
+
+
+def _alpaca(template: str) -> str:
+    """A format template for the user turn LLaMA-Factory builds from the release's triple."""
+    return alpaca_user_turn(authors_prompts.RECORD_INSTRUCTION.replace("{", "{{").replace("}", "}}"), template)
 
 
 @dataclass(frozen=True)
@@ -45,14 +64,22 @@ class Templates:
     cgd_no_critique: prompts.Prompt
 
 
-def templates(rollout_prompt_file: str | None = None,
-              critique_prompt_file: str | None = None) -> Templates:
-    """The same prompt files the data stages used, so x and (x, y') read as they did there."""
-    return Templates(prompts.load("rollout", rollout_prompt_file),
-                     prompts.load("critique", critique_prompt_file),
-                     prompts.Prompt("cgd", CGD_TEMPLATE, f"cgd-{LAYOUT_VERSION}"),
-                     prompts.Prompt("cgd_no_critique", CGD_NO_CRITIQUE_TEMPLATE,
-                                    f"cgd_no_critique-{LAYOUT_VERSION}"))
+def templates(rollout=None, critique=None, record_layout: str = "appendix_d") -> Templates:
+    """The prompts the data stages used (`rollout`, `critique`: their params sections, or None for
+    the defaults), so x and (x, y') read as they did there, and CGD's layout `record_layout`."""
+    def stage(name, cfg):
+        return prompts.load(name, cfg.prompt_file, cfg.prompt_set) if cfg is not None else prompts.load(name)
+
+    if record_layout == "alpaca":
+        cgd_t, no_crit = _alpaca(CGD_TEMPLATE), _alpaca(CGD_NO_CRITIQUE_TEMPLATE)
+        version = f"alpaca-authors-{authors_prompts.VERSION}-{LAYOUT_VERSION}"
+    elif record_layout == "appendix_d":
+        cgd_t, no_crit, version = CGD_TEMPLATE, CGD_NO_CRITIQUE_TEMPLATE, LAYOUT_VERSION
+    else:
+        raise ValueError(f"train.record_layout {record_layout!r} is unknown; expected one of {RECORD_LAYOUTS}")
+    return Templates(stage("rollout", rollout), stage("critique", critique),
+                     prompts.Prompt("cgd", cgd_t, f"cgd-{version}"),
+                     prompts.Prompt("cgd_no_critique", no_crit, f"cgd_no_critique-{version}"))
 
 
 def _record(row: dict, prompt: list[dict], completion: str) -> dict:

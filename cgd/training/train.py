@@ -276,7 +276,7 @@ def train(params: Params, method: str, seed: int, data_path: str, model_out: str
 
     cfg = params.train
     rows = list(io.read_jsonl(data_path))
-    t = records.templates(params.rollout.prompt_file, params.critique.prompt_file)
+    t = records.templates(params.rollout, params.critique, params.train.record_layout)
     recs, build_report = records.build(rows, method, t)
     tokenizer = chat.prepare(AutoTokenizer.from_pretrained(params.student.model))
     recs, fit_report = records.fit_length(recs, tokenizer, cfg.max_length, cfg.overlong)
