@@ -203,6 +203,12 @@ def _repro(args) -> int:
     return repro.run(args.dvc_args)
 
 
+def _fidelity(args) -> int:
+    from cgd.rehearsal import fidelity
+
+    return fidelity.main(check=args.check)
+
+
 def _stage_deps(args) -> int:
     from cgd.launch import stage_deps
 
@@ -252,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(run=_check_grading)
     p = sub.add_parser("stage-deps", help="the cgd folders each dvc.yaml stage runs (its code deps), from its imports")
     p.set_defaults(run=_stage_deps)
+    p = sub.add_parser("fidelity", help="write docs/fidelity.md: the paper profiles against the paper and the authors' release")
+    p.add_argument("--check", action="store_true", help="exit 1 when docs/fidelity.md is stale instead of writing it")
+    p.set_defaults(run=_fidelity)
     p = sub.add_parser("repro", help="dvc repro with warm kernels (make repro) and each stage's time")
     p.add_argument("dvc_args", nargs=argparse.REMAINDER, help="passed to dvc repro (e.g. -s rollout)")
     p.set_defaults(run=_repro)
