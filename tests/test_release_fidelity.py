@@ -207,3 +207,13 @@ def test_every_profile_validates_with_the_release_settings(tmp_path):
         shutil.copy(REPO / "params.yaml", params)
         profiles.apply_profile(f, params)
         P.load(params)
+
+
+def test_diagnostics_render_the_layout_the_models_trained_on():
+    from cgd.evaluation import diagnostics
+    rows = [dict(ROW, id=f"r{i}") for i in range(3)]
+    tagged = diagnostics.diagnostic_rows(rows, 2, 0, "alpaca")
+    assert {r["record_layout"] for r in tagged} == {"alpaca"}
+    assert diagnostics.cgd_messages(tagged[0])[0]["content"].startswith(authors_prompts.RECORD_INSTRUCTION + "\n")
+    plain = diagnostics.diagnostic_rows(rows, 2, 0)
+    assert diagnostics.cgd_messages(plain[0])[0]["content"].startswith("Question: ")

@@ -193,6 +193,9 @@ class TrainConfig:
     deepspeed: str | None
     # checkpoint every N optimizer steps so a killed run resumes; null = no checkpoints
     save_steps: int | None = _range(ge=1, help="use a positive step count, or null")
+    # every N optimizer steps the model as a bf16 folder, models/<method>/seed<seed>/steps/step<N>,
+    # the candidates of checkpoint selection (eval.checkpoint); null = only the final model
+    snapshot_steps: int | None = _range(ge=1, help="use a positive step count, or null")
 
 
 @dataclass(frozen=True)
@@ -221,6 +224,16 @@ class GeneralConfig:
 
 
 @dataclass(frozen=True)
+class CheckpointConfig:
+    """Which of a run's saved models stage 06 reports (cgd/evaluation/selection.py)."""
+
+    # final: the trained model | validation: the best snapshot on held-out MATH training problems |
+    # math500: the best on MATH-500, the authors' choice (a test set; the tables say so)
+    select: Literal["final", "validation", "math500"]
+    validation_rows: int = _range(ge=1, help="MATH training problems in the validation split, e.g. 500")
+
+
+@dataclass(frozen=True)
 class EvalConfig:
     # benchmark name -> number of problems to sample (null = all rows)
     benchmarks: dict[str, int | None]
@@ -242,6 +255,7 @@ class EvalConfig:
     theoremqa_rel_tol: float = _range(ge=0.0, le=0.5, help="TheoremQA's own grader uses 0.04")
     bootstrap_resamples: int = _range(ge=100, help="1000 or more for stable 95% intervals")
     general: GeneralConfig
+    checkpoint: CheckpointConfig
 
 
 @dataclass(frozen=True)

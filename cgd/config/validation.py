@@ -244,6 +244,9 @@ def validate(params: Params, raw: dict, dvc_yaml: str | Path = "dvc.yaml") -> No
         if prompt_file is not None and not Path(prompt_file).exists():
             raise ParamsError(f"{stage}.prompt_file", f"points to '{prompt_file}', which does not exist",
                               "give a template file, or null for the built-in prompt")
+    if params.eval.checkpoint.select != "final" and params.train.snapshot_steps is None:
+        raise ParamsError("eval.checkpoint.select", f"is {params.eval.checkpoint.select!r} but train.snapshot_steps "
+                          "is null, so a run saves only its final model", "set train.snapshot_steps (e.g. 200) or select final")
     if params.eval.prompt_type != "ours" and params.eval.generation.backend == "openai":
         raise ParamsError("eval.prompt_type", f"is {params.eval.prompt_type!r}, a raw text prompt, but "
                           "eval.generation.backend is openai, which sends chat messages",

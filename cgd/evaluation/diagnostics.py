@@ -52,8 +52,10 @@ class Rendered:
 
 
 def cgd_messages(row: dict, critique: str | None = None, with_critique: bool = True) -> list[dict]:
-    """The CGD training prompt for a row (its own critique, another one, or none: CGD w/o critique)."""
-    t = records.templates()
+    """The CGD training prompt for a row (its own critique, another one, or none: CGD w/o critique), in
+    the layout the models trained on: the row's `record_layout` (set by `diagnostic_rows` from
+    train.record_layout), Appendix D when it has none."""
+    t = records.templates(record_layout=row.get("record_layout", "appendix_d"))
     if not with_critique:
         return records.cgd_no_critique(row, t)["prompt"]
     return records.cgd({**row, "critique": row["critique"] if critique is None else critique}, t)["prompt"]
@@ -200,13 +202,14 @@ def counterfactual_partners(ids: list[str], seed: int) -> dict[str, str]:
 # ---------------------------------------------------------------- the stage: rows, models, probes
 
 
-def diagnostic_rows(rows: list[dict], n: int, seed: int) -> list[dict]:
-    """`n` rows with all three generations (status ok), drawn with the seed, in id order."""
+def diagnostic_rows(rows: list[dict], n: int, seed: int, record_layout: str = "appendix_d") -> list[dict]:
+    """`n` rows with all three generations (status ok), drawn with the seed, in id order, each tagged
+    with the training layout (`train.record_layout`) its CGD prompt is rendered in."""
     complete = sorted((r for r in rows if r.get("status") == "ok"), key=lambda r: r["id"])
     if len(complete) < 2:
         raise ValueError(f"the probes need at least 2 complete stage-04 rows; {len(complete)} have status ok")
     chosen = random.Random(seed).sample(complete, min(n, len(complete)))
-    return sorted(chosen, key=lambda r: r["id"])
+    return [{**r, "record_layout": record_layout} for r in sorted(chosen, key=lambda r: r["id"])]
 
 
 def load(path: str, eager: bool = False):

@@ -245,7 +245,7 @@ profile drifts from it. Do not edit by hand.
 The release is {RELEASE} (MIT): src/ at {COMMITS['src'][:10]}, eval/ at {COMMITS['eval'][:10]}.
 "match": every profile holds the release's value. "differs, with reason": a profile departs, and the
 reason follows. "differs still": no option here reproduces the release yet. The CPU demo (params.yaml)
-is not a paper profile and keeps its own values (README, "Prompts").
+is not a paper profile: it keeps its own sizes and sampling (docs/pipeline.md, "Prompts", for its prompts).
 
 **{counts[MATCH]} match, {counts[REASON]} differ with a reason, {counts[STILL]} differ still** ({len(SETTINGS)} settings).
 

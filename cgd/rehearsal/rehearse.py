@@ -64,6 +64,7 @@ SIZES = {
     # 64 took 6.4 s and 2 of 80 6.8 s (measured on the main profile's evaluations)
     "eval.generation.max_new_tokens": 96, "eval.generation.batch_size": 80,
     "eval.general.limit": 1,
+    "eval.checkpoint.validation_rows": 2,  # validation problems each candidate answers
     "eval.bootstrap_resamples": 200,
     # two rows at every share: round(2 x share) incorrect; the release's rule (smaller_class) is kept
     "ablations.mixture.total": lambda v: v if v == "smaller_class" else 2,
@@ -122,6 +123,7 @@ KEEP = {
     "train.methods", "train.seeds", "train.lr", "train.epochs", "train.per_device_batch_size", "train.max_length",
     "train.overlong", "train.record_layout", "train.warmup_ratio", "train.lr_scheduler", "train.optimizer", "train.weight_decay",
     "train.max_grad_norm", "train.gradient_checkpointing", "train.logging_steps", "train.save_steps",
+    "train.snapshot_steps", "eval.checkpoint.select",
     "eval.hub_revisions", "eval.prompt_type", "eval.generation.backend", "eval.generation.temperature", "eval.generation.top_p",
     "eval.pass_at_k.benchmarks", "eval.pass_at_k.n", "eval.pass_at_k.k", "eval.pass_at_k.temperature",
     "eval.pass_at_k.top_p", "eval.grader", "eval.grading_timeout_s", "eval.theoremqa_rel_tol",

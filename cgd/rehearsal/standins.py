@@ -178,11 +178,12 @@ def _garbled(rng: random.Random, text: str) -> str:
     return " ".join(words[:rng.randint(1, len(words))])
 
 
-def scripted_corpus(questions: list[str], family: Family, seed: int, n: int = 320) -> list[list[dict]]:
+def scripted_corpus(questions: list[str], family: Family, seed: int, n: int = 480) -> list[list[dict]]:
     """Chats in the forms the pipeline parses: a student's boxed answer (rollout, evaluation), a
     critique ending in "Conclusion: right|wrong" (stage 03), its one-word follow-up and a refined boxed
     answer (stage 04). Half the answers critiqued are garbled, as a sampled stand-in's are, so the
-    teacher writes a well-formed critique whatever it is shown."""
+    teacher writes a well-formed critique whatever it is shown. The prompts alternate between the two
+    prompt sets (ours, the authors'), so a stand-in answers in either layout."""
     rng = random.Random(seed)
     chats = []
     for i in range(n):
@@ -194,15 +195,17 @@ def scripted_corpus(questions: list[str], family: Family, seed: int, n: int = 32
             verdict = "right" if OPENINGS["right"].split()[0] in student.split() else "wrong"
         critique = _critique(rng, family, verdict)
         kind = i % 5
+        # both prompt sets (cgd/distill/prompts.py), alternating: a profile may run either
+        pset = prompts.PROMPT_SETS[(i // 5) % len(prompts.PROMPT_SETS)]
         if kind in (0, 1):
-            chats.append([*prompts.student_messages(q), {"role": "assistant", "content": clean}])
+            chats.append([*prompts.load("rollout", prompt_set=pset).render(question=q),
+                          {"role": "assistant", "content": clean}])
         elif kind == 2:
-            user = prompts.CRITIQUE.format(question=q, student_answer=student)
-            chats.append([{"role": "user", "content": user}, {"role": "assistant", "content": critique}])
+            msgs = prompts.load("critique", prompt_set=pset).render(question=q, student_answer=student)
+            chats.append([*msgs, {"role": "assistant", "content": critique}])
         elif kind == 3:
-            user = prompts.REFINE.format(question=q, student_answer=student, critique=critique)
-            chats.append([{"role": "user", "content": user},
-                          {"role": "assistant", "content": _answer(rng, family, "right")[0]}])
+            msgs = prompts.load("refine", prompt_set=pset).render(question=q, student_answer=student, critique=critique)
+            chats.append([*msgs, {"role": "assistant", "content": _answer(rng, family, "right")[0]}])
         else:
             user = prompts.CONCLUSION_FOLLOWUP.format(question=q, student_answer=student, critique=critique)
             chats.append([{"role": "user", "content": user}, {"role": "assistant", "content": verdict}])

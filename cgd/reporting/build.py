@@ -74,8 +74,11 @@ class Report:
     def rule(self) -> str | None:
         """The grading rule behind every accuracy shown (eval.grader of the runs and points read)."""
         # every evaluation a point holds (a flaw-source point may hold none yet)
-        return graders.rule_of(list(self.metrics.values())
-                               + [ev for p in self.points for ev in (p.get("eval") or {}).values()])
+        read = list(self.metrics.values()) + [ev for p in self.points for ev in (p.get("eval") or {}).values()]
+        rule = graders.rule_of(read)
+        # a checkpoint chosen by its score (eval.checkpoint) is part of how a number was made: say so
+        labels = sorted({m["checkpoint"]["label"] for m in read if m.get("checkpoint")})
+        return f"{rule}; {', '.join(labels)}" if rule and labels else rule
 
     def _ruled(self, rows: dict, columns: list[str] | None = None) -> dict:
         """Accuracy cells tagged with the rule that graded them (all of `columns`, or every cell)."""

@@ -265,6 +265,18 @@ def _epoch_snapshots(save):
     return EpochSnapshots()
 
 
+def _step_snapshots(every: int, save):
+    """A callback calling `save(step)` every `every` optimizer steps before the last, which the final save covers."""
+    from transformers import TrainerCallback
+
+    class StepSnapshots(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step % every == 0 and state.global_step < state.max_steps:
+                save(state.global_step)
+
+    return StepSnapshots()
+
+
 def train(params: Params, method: str, seed: int, data_path: str, model_out: str, live_dir: str,
           checkpoint_dir: str, snapshot_dir: str | None = None) -> dict:
     """Train one (method, seed) run; writes the bf16 model folder and returns the final metrics.
@@ -309,6 +321,14 @@ def train(params: Params, method: str, seed: int, data_path: str, model_out: str
     if snapshot_dir:
         trainer.add_callback(_epoch_snapshots(
             lambda epoch: _save(trainer, tokenizer, Path(snapshot_dir) / f"epoch{epoch}", deepspeed, final=False)))
+    # Step snapshots (eval.checkpoint's candidates) go beside the model folder while it trains, since
+    # the final save replaces that folder, and move into <model_out>/steps after it. A resumed run
+    # keeps the snapshots written before it was killed.
+    steps_dir = Path(model_out).with_name(Path(model_out).name + ".steps")
+    if cfg.snapshot_steps:
+        trainer.add_callback(_step_snapshots(
+            cfg.snapshot_steps,
+            lambda step: _save(trainer, tokenizer, steps_dir / f"step{step}", deepspeed, final=False)))
     if cfg.save_steps and trainer.is_world_process_zero():
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         (ckpt_dir / "fingerprint.txt").write_text(fingerprint)
@@ -320,6 +340,9 @@ def train(params: Params, method: str, seed: int, data_path: str, model_out: str
     wall = time.perf_counter() - start
 
     _save(trainer, tokenizer, Path(model_out), deepspeed)
+    if trainer.is_world_process_zero() and steps_dir.is_dir():
+        os.replace(steps_dir, Path(model_out) / "steps")
+    trainer.accelerator.wait_for_everyone()
     totals = trainer.accelerator.reduce(
         torch.tensor([counter.tokens, counter.non_pad, counter.loss_tokens], dtype=torch.float64,
                      device=trainer.accelerator.device), reduction="sum").tolist()
