@@ -135,8 +135,10 @@ SETTINGS: list[Setting] = [
       "train.seeds", [0, 1, 2]),
     # ---- checkpoint
     S("checkpoint", NP, "every checkpoint evaluated on MATH-500 and the best kept (eval/scripts/start_validate.sh, "
-      "README: \"the selected MATH-500 validation set\")", None,
-      ours="the final model; selecting on MATH-500 would select on a reported test set", status=REASON),
+      "README: \"the selected MATH-500 validation set\")", "eval.checkpoint.select", "math500",
+      {ALL: "the final model: selecting on MATH-500 selects on a reported test set. `math500` runs the "
+            "authors' selection (every table then says \"selected on MATH-500 (a test set)\"), `validation` "
+            "selects on held-out MATH training problems instead (train.snapshot_steps saves the candidates)"}),
     # ---- evaluation
     S("evaluation prompt", "zero-shot CoT", "prompt types of eval/evaluate_math/utils.py: llama3-math-cot "
       "(evaluate_llama_chat.sh), qwen25-math-cot (evaluate_qwen.sh), cot (evaluate_llama_base.sh)",
