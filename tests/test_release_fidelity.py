@@ -217,3 +217,29 @@ def test_diagnostics_render_the_layout_the_models_trained_on():
     assert diagnostics.cgd_messages(tagged[0])[0]["content"].startswith(authors_prompts.RECORD_INSTRUCTION + "\n")
     plain = diagnostics.diagnostic_rows(rows, 2, 0)
     assert diagnostics.cgd_messages(plain[0])[0]["content"].startswith("Question: ")
+
+
+def test_few_shot_cot_renders_as_construct_prompt():
+    """The harness's cot with demonstrations: each "Question: q\\nAnswer: a", joined by "\\n\\n\\n", then the
+    question, spaces stripped at both ends (eval/evaluate_math/utils.py construct_prompt)."""
+    demos = harness_prompts.demonstrations("math500", 2)
+    text = harness_prompts.render("cot", "What is 1+1?", "math500", 2)
+    assert text == (f"Question: {demos[0][0]}\nAnswer: {demos[0][1]}\n\n\n"
+                    f"Question: {demos[1][0]}\nAnswer: {demos[1][1]}\n\n\nQuestion: What is 1+1?\nAnswer:")
+    assert demos[0][0].startswith("Kevin Kangaroo")  # examples.py's first MATH demonstration
+    assert harness_prompts.demonstrations("minerva", 4)[0] != harness_prompts.demonstrations("math", 4)[0]
+    with pytest.raises(ValueError, match="eval.num_shots.theoremqa"):
+        harness_prompts.demonstrations("theoremqa", 5)
+    qwen = harness_prompts.render("qwen25-math-cot", "Q?", "gsm8k", 1)  # every demonstration in one user turn
+    assert qwen.count("<|im_start|>user") == 1 and " The answer is 6.\n\nQ?<|im_end|>" in qwen
+
+
+def test_num_shots_are_validated(raw_params):
+    raw_params["eval"]["num_shots"] = {"gsm8k": 4}
+    with pytest.raises(P.ParamsError, match="eval.num_shots.gsm8k"):  # ours is zero-shot chat
+        P.from_dict(raw_params, REPO / "dvc.yaml")
+    raw_params["eval"]["prompt_type"] = "cot"
+    P.from_dict(raw_params, REPO / "dvc.yaml")
+    raw_params["eval"]["num_shots"] = {"aime24": 4}
+    with pytest.raises(P.ParamsError, match="eval.num_shots.aime24"):
+        P.from_dict(raw_params, REPO / "dvc.yaml")

@@ -245,6 +245,9 @@ class EvalConfig:
     # the student's evaluation prompt: ours (the chat template over the CoT system turn) or one of the
     # release's math-evaluation-harness prompt types, rendered as raw text (cgd/evaluation/harness_prompts.py)
     prompt_type: Literal["ours", "llama3-math-cot", "qwen25-math-cot", "cot"]
+    # benchmark -> demonstrations before the question (release prompt types only; the release's base
+    # run: math500/minerva/gsm8k 4); {} = zero-shot
+    num_shots: dict[str, int]
     pass_at_k: PassAtKConfig
     # which rule the metrics and tables report (both are recorded on every sample): committed =
     # ours, credit only for a stated final answer; harness = the authors' math-evaluation-harness

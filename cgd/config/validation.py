@@ -247,6 +247,15 @@ def validate(params: Params, raw: dict, dvc_yaml: str | Path = "dvc.yaml") -> No
     if params.eval.checkpoint.select != "final" and params.train.snapshot_steps is None:
         raise ParamsError("eval.checkpoint.select", f"is {params.eval.checkpoint.select!r} but train.snapshot_steps "
                           "is null, so a run saves only its final model", "set train.snapshot_steps (e.g. 200) or select final")
+    for name, shots in params.eval.num_shots.items():
+        if name not in params.eval.benchmarks:
+            raise ParamsError(f"eval.num_shots.{name}", "names a benchmark eval.benchmarks does not evaluate",
+                              "list shots for evaluated benchmarks only")
+        if shots < 0:
+            raise ParamsError(f"eval.num_shots.{name}", f"is {shots}; must be >= 0")
+        if shots and params.eval.prompt_type == "ours":
+            raise ParamsError(f"eval.num_shots.{name}", f"is {shots} but eval.prompt_type is ours (zero-shot chat)",
+                              "use a release prompt type (cot for base models) or set the shots to 0")
     if params.eval.prompt_type != "ours" and params.eval.generation.backend == "openai":
         raise ParamsError("eval.prompt_type", f"is {params.eval.prompt_type!r}, a raw text prompt, but "
                           "eval.generation.backend is openai, which sends chat messages",

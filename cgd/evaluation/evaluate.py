@@ -37,18 +37,23 @@ def messages(problem: Problem) -> list[dict]:
     return prompts.student_messages(problem.problem, problem.answer_type)
 
 
-def request(request_id: str, problem: Problem, prompt_type: str = "ours") -> Request:
+def request(request_id: str, problem: Problem, prompt_type: str = "ours", shots: int = 0) -> Request:
     """The generation request for a problem: our chat messages, or with a release prompt type
-    (`eval.prompt_type`) the harness's raw text and stop words. Multiple choice keeps ours."""
+    (`eval.prompt_type`) the harness's raw text, `shots` demonstrations first, and its stop words.
+    Multiple choice keeps ours."""
     if prompt_type == "ours" or problem.answer_type == "choice":
         return Request(request_id, messages(problem))
-    return Request(request_id, messages(problem), prompt=harness_prompts.render(prompt_type, problem.problem),
-                   stop=harness_prompts.stop_words(prompt_type))
+    text = harness_prompts.render(prompt_type, problem.problem, problem.benchmark, shots)
+    return Request(request_id, messages(problem), prompt=text, stop=harness_prompts.stop_words(prompt_type))
 
 
-def prompt_text(problem: Problem, prompt_type: str = "ours"):
+def request_for(request_id: str, problem: Problem, cfg: EvalConfig) -> Request:
+    return request(request_id, problem, cfg.prompt_type, cfg.num_shots.get(problem.benchmark, 0))
+
+
+def prompt_text(problem: Problem, cfg: EvalConfig):
     """What the model is shown for a problem (fingerprinted with the generations)."""
-    r = request("", problem, prompt_type)
+    r = request_for("", problem, cfg)
     return r.messages if r.prompt is None else [r.prompt, list(r.stop)]
 
 
@@ -116,7 +121,7 @@ def fingerprint(model: EvalModel, digest: str, cfg: EvalConfig, items: list[dict
                 problems: dict[str, list[Problem]], seed: int) -> str:
     """What the generations depend on: model content, generation settings, prompts and problems.
     Grading settings are left out on purpose."""
-    texts = {p.id: prompt_text(p, cfg.prompt_type) for ps in problems.values() for p in ps}
+    texts = {p.id: prompt_text(p, cfg) for ps in problems.values() for p in ps}
     backend = resolved_backend(cfg.generation.backend)  # what will run, fallback included
     return shards.fingerprint("eval", model.path, digest, cfg.generation, backend, cfg.pass_at_k,
                               [i["id"] for i in items], texts, PROMPT_VERSION, seed,
@@ -141,7 +146,7 @@ def generate(items: list[dict], problems: dict[str, list[Problem]], backend_fact
             groups.setdefault((item["mode"], item["sample"]), []).append(i)
         out: list[dict | None] = [None] * len(chunk)
         for (mode, _sample), idx in groups.items():
-            requests = [request(chunk[i]["id"], by_id[chunk[i]["problem_id"]], cfg.prompt_type) for i in idx]
+            requests = [request_for(chunk[i]["id"], by_id[chunk[i]["problem_id"]], cfg) for i in idx]
             for i, c in zip(idx, run.timed(lambda: backend.generate(requests, seed, gens[mode]))):
                 out[i] = {**chunk[i], "output": c.text, "finish_reason": c.finish_reason,
                           "completion_tokens": c.completion_tokens, "error": c.error}

@@ -15,14 +15,21 @@ Llama 3.1's own chat template: one newline after each header instead of two, and
 "Cutting Knowledge Date" system block. Generation stops at the harness's stop words, each left out
 of the text.
 
-Divergence: `cot` is rendered zero-shot here. The release's base-model run prepends the harness's
-few-shot demonstrations (Qwen2.5-Math evaluation/examples.py), which this project does not ship;
-docs/fidelity.md counts it among the settings that still differ.
+Few-shot (`eval.num_shots`, benchmark -> count; the release's base run: math/minerva_math/gsm8k 4,
+theoremqa 5, the others 0): the harness's demonstrations, harness_examples.json (from Qwen2.5-Math's
+evaluation/examples.py, MIT, cited in the file), each rendered with the prompt type's template and
+joined by its splitter ("\n\n\n" for cot) before the question, as `construct_prompt` does. The
+harness maps MATH-500, AMC23 and AIME to the `math` demonstrations and Minerva to `minerva_math`; it
+has none for TheoremQA in the published examples.py, so a TheoremQA shot count is refused.
 Multiple-choice benchmarks (GPQA, MMLU-Pro) keep our prompt: the release evaluates them with other
 scripts (MMLU-Pro's 5-shot CoT; GPQA's run_open.py, which it does not ship).
 """
 
 from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
 
 TEMPLATES = {
     "llama3-math-cot": (
@@ -42,9 +49,40 @@ STOP_BY_TYPE = {"cot": ("\n\nQuestion:",)}
 MAX_TOKENS = {"llama3-math-cot": 8192, "qwen25-math-cot": 16384, "cot": 8192}
 
 
-def render(prompt_type: str, question: str) -> str:
-    """The prompt text the harness gives vLLM for `question` (zero-shot)."""
-    return TEMPLATES[prompt_type].replace("{input}", question).strip(" ")
+# each template's output part is "{output}"; the splitter between demonstrations (utils.py)
+SPLITTERS = {"llama3-math-cot": "\n\n", "qwen25-math-cot": "\n\n", "cot": "\n\n\n"}
+# our benchmark -> the harness's demonstration set (utils.py load_prompt)
+EXAMPLE_SETS = {"gsm8k": "gsm8k", "math": "math", "math500": "math", "amc23": "math", "aime24": "math",
+                "aime25": "math", "minerva": "minerva_math"}
+
+
+@cache
+def examples() -> dict[str, list[list[str]]]:
+    return json.loads((Path(__file__).with_name("harness_examples.json")).read_text(encoding="utf-8"))["examples"]
+
+
+def demonstrations(benchmark: str, shots: int) -> list[list[str]]:
+    """The first `shots` (question, answer) demonstrations the harness gives `benchmark`."""
+    if shots == 0:
+        return []
+    name = EXAMPLE_SETS.get(benchmark)
+    if name is None or len(examples()[name]) < shots:
+        have = 0 if name is None else len(examples()[name])
+        raise ValueError(f"eval.num_shots.{benchmark} = {shots}: the harness's examples.py has {have} "
+                         f"demonstrations for it")
+    return examples()[name][:shots]
+
+
+def render(prompt_type: str, question: str, benchmark: str = "", shots: int = 0) -> str:
+    """The prompt text the harness gives vLLM for `question`, with `shots` demonstrations."""
+    template = TEMPLATES[prompt_type]
+    demos = demonstrations(benchmark, shots)
+    if demos and prompt_type == "qwen25-math-cot":  # the harness puts every demonstration in one turn
+        body = SPLITTERS[prompt_type].join([q + "\n" + a for q, a in demos]) + SPLITTERS[prompt_type] + question
+        return template.replace("{input}", body).strip(" ")
+    context = template.replace("{input}", question)
+    parts = [template.replace("{input}", q) + a for q, a in demos]
+    return SPLITTERS[prompt_type].join([*parts, context]).strip(" ")
 
 
 def stop_words(prompt_type: str) -> tuple[str, ...]:

@@ -153,8 +153,8 @@ SETTINGS: list[Setting] = [
       ours="cgd/evaluation/harness_prompts.py STOP_WORDS, sent as stop strings with every harness prompt",
       status=MATCH),
     S("base-model shots", NP, "math/minerva/gsm8k 4, theoremqa 5, the others 0 (evaluate_llama_base.sh "
-      "NUM_SHOTS_ARG; demonstrations from the harness's examples.py)", None,
-      ours="zero-shot cot: the harness's demonstrations are not shipped", status=STILL),
+      "NUM_SHOTS_ARG; demonstrations from the harness's examples.py)", "eval.num_shots",
+      {ALL: {}, "llama8b-base-webinstruct": {"math500": 4, "minerva": 4}}),
     S("grader", NP, "the harness's parser and eval/evaluate_math/grader.py `math_equal`", "eval.grader", "harness"),
     S("GPQA", "GPQA (Diamond in the release README)", "5 shots, `run_open.py --form llama3` "
       "(eval/evaluate_gpqa/scripts/evaluate_gpqa.sh; run_open.py not published)", None,

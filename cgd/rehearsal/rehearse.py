@@ -124,7 +124,7 @@ KEEP = {
     "train.overlong", "train.record_layout", "train.warmup_ratio", "train.lr_scheduler", "train.optimizer", "train.weight_decay",
     "train.max_grad_norm", "train.gradient_checkpointing", "train.logging_steps", "train.save_steps",
     "train.snapshot_steps", "eval.checkpoint.select",
-    "eval.hub_revisions", "eval.prompt_type", "eval.generation.backend", "eval.generation.temperature", "eval.generation.top_p",
+    "eval.hub_revisions", "eval.prompt_type", "eval.num_shots", "eval.generation.backend", "eval.generation.temperature", "eval.generation.top_p",
     "eval.pass_at_k.benchmarks", "eval.pass_at_k.n", "eval.pass_at_k.k", "eval.pass_at_k.temperature",
     "eval.pass_at_k.top_p", "eval.grader", "eval.grading_timeout_s", "eval.theoremqa_rel_tol",
     "eval.general.tasks", "eval.general.model", "eval.general.apply_chat_template", "eval.general.batch_size",
