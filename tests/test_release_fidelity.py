@@ -15,7 +15,7 @@ from cgd.data import sampling as data
 from cgd.config import RefineConfig
 from cgd.distill import augment, authors_prompts, prompts
 from cgd.evaluation import evaluate, harness_prompts
-from cgd.generation.base import Request, cut_at_stop, prompt_token_ids
+from cgd.generation.base import Completion, Request, cut_at_stop, prompt_token_ids
 from cgd.training import records
 
 REPO = Path(__file__).resolve().parents[1]
@@ -242,4 +242,19 @@ def test_num_shots_are_validated(raw_params):
     P.from_dict(raw_params, REPO / "dvc.yaml")
     raw_params["eval"]["num_shots"] = {"aime24": 4}
     with pytest.raises(P.ParamsError, match="eval.num_shots.aime24"):
+        P.from_dict(raw_params, REPO / "dvc.yaml")
+
+
+def test_answer_after_keeps_s1_1_s_answer_section_as_the_release():
+    c = Completion("think\nLet me work: 2+3=5.\nanswer\nAnswer: The result is \\boxed{5}.", "stop", 3, 20)
+    cut = augment.answer_section(c, r"answer\s+Answer")
+    assert cut.text == "The result is \\boxed{5}." and cut.completion_tokens == 20
+    cut_off = Completion("think\nstill reasoning when the budget ran out", "length")
+    assert augment.answer_section(cut_off, r"answer\s+Answer") is cut_off  # no marker: kept whole
+    assert augment.answer_section(c, None) is c
+
+
+def test_answer_after_is_validated(raw_params):
+    raw_params["teacher"]["answer_after"] = "answer(("
+    with pytest.raises(P.ParamsError, match="teacher.answer_after"):
         P.from_dict(raw_params, REPO / "dvc.yaml")

@@ -96,9 +96,14 @@ class ModelConfig:
     # uses every core (issue 24 measured ~210 tok/s in-process on 2 cores, as a server bound to both).
     cpu_threads: int | None = _range(ge=1, help="a thread count, or null for vLLM's default")
     # Decode special tokens out of the generated text (vLLM's and transformers' default). false keeps
-    # them: s1.1 writes its reasoning between "<|im_start|>think" and "<|im_start|>answer", and
-    # the markers must reach the critique and the training targets. The stop token is never kept.
+    # them: s1.1 writes its reasoning between "<|im_start|>think" and "<|im_start|>answer", and false
+    # lets the markers reach the critique and the training targets (the s1 profile instead keeps only
+    # the answer section, as the release does: answer_after). The stop token is never kept.
     skip_special_tokens: bool
+    # A regular expression (case-insensitive): in stages 02-04 a generation keeps only the text after
+    # its first match, ": " and spaces stripped; one without a match is kept whole. The release reads
+    # s1.1 models so (`answer\s+Answer`: the answer section after the reasoning); null keeps the text.
+    answer_after: str | None
     base_url: str | None  # OpenAI-compatible endpoint, for backend: openai
     api_key_env: str  # NAME of the environment variable holding the key; never the key itself
     max_concurrency: int = _range(ge=1)  # openai: requests in flight

@@ -244,6 +244,14 @@ def validate(params: Params, raw: dict, dvc_yaml: str | Path = "dvc.yaml") -> No
         if prompt_file is not None and not Path(prompt_file).exists():
             raise ParamsError(f"{stage}.prompt_file", f"points to '{prompt_file}', which does not exist",
                               "give a template file, or null for the built-in prompt")
+    for role in ("student", "teacher"):
+        pattern = getattr(params, role).answer_after
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ParamsError(f"{role}.answer_after", f"is not a regular expression ({exc})",
+                                  "e.g. answer\\s+Answer, or null") from None
     if params.eval.checkpoint.select != "final" and params.train.snapshot_steps is None:
         raise ParamsError("eval.checkpoint.select", f"is {params.eval.checkpoint.select!r} but train.snapshot_steps "
                           "is null, so a run saves only its final model", "set train.snapshot_steps (e.g. 200) or select final")

@@ -13,6 +13,7 @@ stage failed), excluded from training downstream, and counted in the stage repor
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -48,11 +49,22 @@ class StageSpec:
     followup_gen: GenerationConfig | None = None
 
 
-def rollout_spec(prompt: prompts.Prompt) -> StageSpec:
+def answer_section(c: Completion | None, pattern: str | None) -> Completion | None:
+    """The completion with its text cut to what follows the first match of `pattern` (`<role>.answer_after`,
+    case-insensitive), ": " and spaces stripped; unchanged without a pattern or a match. The release
+    reads every s1.1 generation so (src/cgd_pipeline.py `_parse_s1_1_response`)."""
+    if c is None or pattern is None:
+        return c
+    parts = re.split(pattern, c.text, maxsplit=1, flags=re.IGNORECASE)
+    return c if len(parts) < 2 else replace(c, text=parts[1].lstrip(": ").strip())
+
+
+def rollout_spec(prompt: prompts.Prompt, answer_after: str | None = None) -> StageSpec:
     def request(row):
         return Request(row["id"], prompt.render(question=row["question"]), row)
 
     def apply(row, c):
+        c = answer_section(c, answer_after)
         status = generation_status(c)
         return {**row, "rollout_prompt": prompt.version, "student_answer": c.text,
                 "student_final_answer": committed_answer(c.text),
@@ -63,7 +75,8 @@ def rollout_spec(prompt: prompts.Prompt) -> StageSpec:
     return StageSpec("rollout", request, apply)
 
 
-def critique_spec(prompt: prompts.Prompt, followup_gen: GenerationConfig | None = None) -> StageSpec:
+def critique_spec(prompt: prompts.Prompt, followup_gen: GenerationConfig | None = None,
+                  answer_after: str | None = None) -> StageSpec:
     """`followup_gen` set: critiques without a conclusion get the one-word follow-up question,
     answered by `Backend.choose` (a scored right/wrong choice with transformers; a few greedy
     tokens elsewhere)."""
@@ -74,6 +87,7 @@ def critique_spec(prompt: prompts.Prompt, followup_gen: GenerationConfig | None 
                                                 student_answer=row["student_answer"]), row)
 
     def apply(row, c):
+        c = answer_section(c, answer_after)
         if c is None:
             return {**row, "critique_prompt": prompt.version, "critique": "", "conclusion": "missing", "conclusion_source": None,
                     "critique_status": "skipped", "critique_finish_reason": None,
@@ -115,7 +129,7 @@ def critique_spec(prompt: prompts.Prompt, followup_gen: GenerationConfig | None 
                      replace(followup_gen, max_new_tokens=8, temperature=0.0, top_p=1.0))
 
 
-def refine_spec(prompt: prompts.Prompt) -> StageSpec:
+def refine_spec(prompt: prompts.Prompt, answer_after: str | None = None) -> StageSpec:
     def request(row):
         if row["critique_status"] != OK:
             return None
@@ -124,6 +138,7 @@ def refine_spec(prompt: prompts.Prompt) -> StageSpec:
                                                 critique=row["critique"]), row)
 
     def apply(row, c):
+        c = answer_section(c, answer_after)
         if c is None:
             out = {**row, "refine_prompt": prompt.version, "refined_answer": "", "refined_final_answer": None,
                    "refined_correct": None, "refine_status": "skipped", "refine_finish_reason": None,

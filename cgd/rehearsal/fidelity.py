@@ -79,9 +79,10 @@ SETTINGS: list[Setting] = [
       "(`VLLMClient.generate`)", None, ours="the model's generation_config EOS ids, which for Llama 3.x "
       "include 128009; vLLM stops on them by default", status=MATCH),
     S("s1.1 outputs", NP, "for s1.1 models every step keeps the text after the `answer\\s+Answer` marker "
-      "(`PromptFormatter._parse_s1_1_response`, `run_pipeline_step`)", None,
-      ours="the whole generation, think markers kept (student/teacher.skip_special_tokens: false)",
-      status=STILL),
+      "(`PromptFormatter._parse_s1_1_response`, `run_pipeline_step`)", "teacher.answer_after",
+      {ALL: None, "s1-webinstruct": "answer\\s+Answer"}),
+    S("special tokens", NP, "vLLM's default: special tokens decoded out of the text (no skip_special_tokens "
+      "given)", "student.skip_special_tokens", True),
     S("base-model prompt", NP, "no chat template: `Question: {user turn}\\n\\nAnswer:`, system turns dropped "
       "(`VLLMClient._to_prompt`)", None, ours="cgd/generation/chat.py PLAIN_TEMPLATE: the turns as plain "
       "text, `Answer:\\n` before the reply, the same layout in rollout, training and evaluation (the prompt's "

@@ -138,7 +138,7 @@ KEEP = {
 # Model settings kept for both roles (dtype, positions, sampling of special tokens, API settings).
 for _role in ("student", "teacher"):
     KEEP |= {f"{_role}.{k}" for k in ("max_model_len", "gpu_memory_utilization", "cpu_threads",
-                                      "skip_special_tokens", "base_url", "api_key_env", "max_concurrency",
+                                      "skip_special_tokens", "answer_after", "base_url", "api_key_env", "max_concurrency",
                                       "request_timeout_s", "max_retries", "max_num_seqs",
                                       "server_start_timeout_s", "rpc_port")}
 

@@ -95,7 +95,7 @@ FAMILIES = {
     "s1.1": Family("s1.1", "qwen2", "trl:qwen2_5", _QWEN_SPECIALS, None, "<|im_end|>",
                    ("<|im_end|>", "<|endoftext|>"), "<|endoftext|>", 32768,
                    {"rope_theta": 1e6, "use_sliding_window": False, "tie_word_embeddings": False},
-                   think=("<|im_start|>think\n", "<|im_start|>answer\n")),
+                   think=("<|im_start|>think\n", "<|im_start|>answer\nAnswer: ")),  # as s1.1 writes it
     # Qwen2.5's instruct models (s1.1's base, without its think markers)
     "qwen2.5-instruct": Family("qwen2.5-instruct", "qwen2", "trl:qwen2_5", _QWEN_SPECIALS, None, "<|im_end|>",
                                ("<|im_end|>", "<|endoftext|>"), "<|endoftext|>", 32768,
