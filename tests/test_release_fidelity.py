@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from cgd import config as P
-from cgd.data import sampling as data
 from cgd.config import RefineConfig
+from cgd.data import sampling as data
 from cgd.distill import augment, authors_prompts, prompts
 from cgd.evaluation import evaluate, harness_prompts
 from cgd.generation.base import Completion, Request, cut_at_stop, prompt_token_ids
