@@ -160,8 +160,9 @@ SETTINGS: list[Setting] = [
     S("GPQA", "GPQA (Diamond in the release README)", "5 shots, `run_open.py --form llama3` "
       "(eval/evaluate_gpqa/scripts/evaluate_gpqa.sh; run_open.py not published)", None,
       ours="zero-shot, our multiple-choice CoT prompt, answer letter in \\boxed{}", status=STILL),
-    S("MMLU-Pro", NP, "5-shot CoT from the validation split per category, max_new_tokens 2048, prompts cut to "
-      "4096 tokens (eval/evaluate_mmlu-pro/evaluate_from_local.py, evaluate_chat.sh)", None,
+    S("MMLU-Pro", NP, "5-shot CoT from the validation split per category after cot_prompt_lib/initial_prompt_1.txt "
+      "(not published), Qwen chat markers, max_new_tokens 2048, prompts cut to 4096 tokens "
+      "(eval/evaluate_mmlu-pro/evaluate_from_local.py, evaluate_chat.sh)", None,
       ours="zero-shot, our multiple-choice CoT prompt; the release's answer extraction as the harness grader",
       status=STILL),
     # ---- ablations
