@@ -1,7 +1,5 @@
 """Stages 02-04 logic: statuses, resume after a kill, reports, and the correct/incorrect mixture."""
 
-import json
-import os
 import signal
 import subprocess
 import sys

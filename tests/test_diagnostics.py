@@ -176,7 +176,7 @@ def test_the_demo_set_is_a_sample_of_complete_stage04_rows(tmp_path, tiny_model,
 
 @pytest.mark.slow
 def test_a_data_source_set_runs_through_notebooks_01_to_04(tmp_path, tiny_model, raw_params, openmathinstruct2_hub,
-                                                           chat_server, monkeypatch):
+                                                           chat_server, monkeypatch):  # noqa: F811 (the fixture)
     """OpenMathInstruct-2 (fixture in the hub layout): sampled apart from the training questions,
     answered by a served student (OpenAI-compatible fake), critiqued and refined (reference oracle)
     by the real notebooks; a second build finds the point done and reruns nothing."""

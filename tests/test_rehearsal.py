@@ -202,6 +202,19 @@ def test_scripted_corpus_has_both_verdicts_and_the_think_markers():
     assert all(a.startswith("<|im_start|>think\n") for a in answers if "boxed" in a)
 
 
+def test_the_students_opening_follows_the_questions_first_word_so_greedy_rollouts_differ():
+    # the paper profiles decode stage 02 greedily: a stand-in whose opening did not depend on the
+    # question wrote one opening for every row, and the mixture ablation found no "right" rows
+    qs = [f"{name} stacks 3 crates. How many?" for name in ("Ava", "Ben", "Chloe", "Dmitri", "Esi", "Farah")]
+    verdicts = {standins._verdict(q) for q in qs}
+    assert verdicts == {"right", "wrong"}
+    assert standins._verdict("Ava has 9 pens.") == standins._verdict(qs[0])
+    fam = standins.FAMILIES["llama3-instruct"]
+    rollouts = [c for c in standins.scripted_corpus(qs, fam, seed=0, n=60) if c[-2]["content"] in qs]
+    assert rollouts and all(c[-1]["content"].startswith(standins.OPENINGS[standins._verdict(c[-2]["content"])])
+                            for c in rollouts)
+
+
 def test_an_unknown_hub_model_names_the_fix():
     with pytest.raises(KeyError, match="HUB_MODELS"):
         standins.family_of("org/unknown-model")

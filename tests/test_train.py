@@ -23,7 +23,7 @@ def _row(i, status="ok", in_mixture=True):
     return {"id": f"r{i}", "question": f"QUESTIONTEXT {i}: what is {i} + {i}?",
             "reference_solution": f"GOLDTEXT {i}+{i}={2 * i}\n#### {2 * i}",
             "student_answer": f"STUDENTTEXT {i}+{i}={2 * i + 1}" + " and so on" * i,
-            "critique": f"CRITIQUETEXT the sum is wrong.\n\nConclusion: wrong",
+            "critique": "CRITIQUETEXT the sum is wrong.\n\nConclusion: wrong",
             "refined_answer": f"REFINEDTEXT {i}+{i}={2 * i}, so \\boxed{{{2 * i}}}" + " indeed" * (2 * i),
             "status": status, "in_mixture": in_mixture}
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import zlib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -142,18 +143,29 @@ def family_of(hub_id: str) -> tuple[Family, dict]:
 # ---------------------------------------------------------------- scripted corpus
 
 
-# Two openings a student writes, at random when it samples (the rollout), and the verdict a teacher
-# gives each: the mark is a word anywhere in the answer, which a two-layer model learns to see in a
-# few seconds, so stage 03 labels some answers right and some wrong, as the mixture ablation needs.
+# Two openings a student writes (which one, the question's first word decides: `_verdict`), and the
+# verdict a teacher gives each: the mark opens the answer, where a two-layer model learns to see it in
+# a few seconds, so stage 03 labels some answers right and some wrong, as the mixture ablation needs.
 OPENINGS = {"right": "We compute step by step.", "wrong": "Let us guess quickly."}
 
 
-def _answer(rng: random.Random, family: Family, verdict: str | None = None) -> tuple[str, str]:
-    verdict = verdict or rng.choice(["right", "wrong"])
+def _verdict(question: str) -> str:
+    """The opening a stand-in student writes for `question`: fixed by its first word (a stable
+    hash; one token for a two-layer model to key on), so greedy decoding, as the paper profiles run
+    stage 02, still answers some questions each way."""
+    return ("right", "wrong")[zlib.crc32(question.split(" ", 1)[0].encode()) % 2]
+
+
+def _answer(rng: random.Random, family: Family, verdict: str, garbled: bool = False) -> str:
+    """A boxed answer opening with `verdict`'s mark. Garbled, as a sampled stand-in writes: the
+    words after the opening shuffled and cut short; the opening stays, so the verdict still shows."""
     a, b = rng.randint(2, 60), rng.randint(2, 40)
     op, value = rng.choice([("+", a + b), ("*", a * b), ("-", a - b)])
-    text = f"{OPENINGS[verdict]} First, {a} {op} {b} = {value}. So the final answer is $\\boxed{{{value}}}$."
-    return _think(rng, family, text), verdict
+    words = f"First, {a} {op} {b} = {value}. So the final answer is $\\boxed{{{value}}}$.".split()
+    if garbled:
+        rng.shuffle(words)
+        words = words[:rng.randint(1, len(words))]
+    return _think(rng, family, " ".join([OPENINGS[verdict], *words]))
 
 
 def _think(rng: random.Random, family: Family, text: str) -> str:
@@ -171,30 +183,24 @@ def _critique(rng: random.Random, family: Family, verdict: str) -> str:
     return _think(rng, family, f"{body}\n\nConclusion: {verdict}")
 
 
-def _garbled(rng: random.Random, text: str) -> str:
-    """What a sampled stand-in writes: the answer's words shuffled and cut short."""
-    words = text.split()
-    rng.shuffle(words)
-    return " ".join(words[:rng.randint(1, len(words))])
-
-
 def scripted_corpus(questions: list[str], family: Family, seed: int, n: int = 480) -> list[list[dict]]:
     """Chats in the forms the pipeline parses: a student's boxed answer (rollout, evaluation), a
     critique ending in "Conclusion: right|wrong" (stage 03), its one-word follow-up and a refined boxed
-    answer (stage 04). Half the answers critiqued are garbled, as a sampled stand-in's are, so the
-    teacher writes a well-formed critique whatever it is shown. The prompts alternate between the two
-    prompt sets (ours, the authors'), so a stand-in answers in either layout."""
+    answer (stage 04). The student's opening (its verdict's mark) is fixed per question, so greedy
+    decoding answers some questions each way. Half the answers critiqued are garbled, as a sampled
+    stand-in's are, so the teacher writes a well-formed critique whatever it is shown. The prompts
+    alternate between the two prompt sets (ours, the authors'), so a stand-in answers in either layout."""
     rng = random.Random(seed)
     chats = []
     for i in range(n):
         q = questions[i % len(questions)]
-        clean, verdict = _answer(rng, family)
-        student = clean
-        if rng.random() < 0.5:
-            student = _garbled(rng, clean)
-            verdict = "right" if OPENINGS["right"].split()[0] in student.split() else "wrong"
-        critique = _critique(rng, family, verdict)
         kind = i % 5
+        # the student's opening follows the question; the answers a teacher judges take either
+        # opening, so the teacher learns to read the answer, not the question
+        verdict = _verdict(q) if kind in (0, 1) else rng.choice(["right", "wrong"])
+        clean = _answer(rng, family, verdict)
+        student = _answer(rng, family, verdict, garbled=True) if rng.random() < 0.5 else clean
+        critique = _critique(rng, family, verdict)
         # both prompt sets (cgd/distill/prompts.py), alternating: a profile may run either
         pset = prompts.PROMPT_SETS[(i // 5) % len(prompts.PROMPT_SETS)]
         if kind in (0, 1):
@@ -205,7 +211,7 @@ def scripted_corpus(questions: list[str], family: Family, seed: int, n: int = 48
             chats.append([*msgs, {"role": "assistant", "content": critique}])
         elif kind == 3:
             msgs = prompts.load("refine", prompt_set=pset).render(question=q, student_answer=student, critique=critique)
-            chats.append([*msgs, {"role": "assistant", "content": _answer(rng, family, "right")[0]}])
+            chats.append([*msgs, {"role": "assistant", "content": _answer(rng, family, "right")}])
         else:
             user = prompts.CONCLUSION_FOLLOWUP.format(question=q, student_answer=student, critique=critique)
             chats.append([{"role": "user", "content": user}, {"role": "assistant", "content": verdict}])
