@@ -316,6 +316,17 @@ class FlawSourceAblation:
 
 
 @dataclass(frozen=True)
+class CritiqueContentAblation:
+    """The revised paper's critique-content ablation: `methods` retrained with each training row's
+    critique replaced by another row's (irrelevant, B) or by one generic text (generic, C); the main
+    run is A (cgd/distill/critique_content.py)."""
+
+    methods: list[Method]
+    variants: list[Literal["irrelevant", "generic"]]  # [] = off
+    generic_file: str | None  # C's text: null = cgd/distill/generic_critique.yaml; or a YAML file {text, version}
+
+
+@dataclass(frozen=True)
 class EpochsAblation:
     """Fig. 6: one run per method over `epochs` epochs, evaluated after every epoch."""
 
@@ -352,6 +363,7 @@ class AblationsConfig:
     teacher: TeacherAblation
     epochs: EpochsAblation
     flaw_source: FlawSourceAblation
+    critique_content: CritiqueContentAblation
 
 
 @dataclass(frozen=True)

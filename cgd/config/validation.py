@@ -287,7 +287,9 @@ def _validate_ablations(params: Params, raw: dict, produced: set[str]) -> None:
     for key, values in (("ablations.lr.methods", a.lr.methods), ("ablations.lr.values", a.lr.values),
                         ("ablations.mixture.incorrect_fractions", a.mixture.incorrect_fractions),
                         ("ablations.epochs.methods", a.epochs.methods),
-                        ("ablations.flaw_source.methods", a.flaw_source.methods)):
+                        ("ablations.flaw_source.methods", a.flaw_source.methods),
+                        ("ablations.critique_content.methods", a.critique_content.methods),
+                        ("ablations.critique_content.variants", a.critique_content.variants)):
         if len(set(values)) != len(values):
             raise ParamsError(key, f"lists a value twice ({values})", "remove the duplicate")
     for i, lr in enumerate(a.lr.values):
@@ -318,6 +320,28 @@ def _validate_ablations(params: Params, raw: dict, produced: set[str]) -> None:
             raise ParamsError(f"ablations.teacher.teachers.{name}", f"sets an invalid value: {exc}") from exc
         _check_model(f"ablations.teacher.teachers.{name}.teacher.model", teacher.model, produced)
     _validate_flaw_sources(params, raw, produced)
+    _validate_critique_content(params)
+
+
+def _validate_critique_content(params: Params) -> None:
+    cc = params.ablations.critique_content
+    if not cc.variants:
+        return
+    if not cc.methods:
+        raise ParamsError("ablations.critique_content.methods", "is empty while ablations.critique_content.variants "
+                          "is set", "list the methods to retrain (the paper: [cgd]), or set variants to []")
+    for method in cc.methods:
+        if method != "cgd":
+            raise ParamsError("ablations.critique_content.methods", f"lists {method}, which does not read the "
+                              "critique in its input: replacing it tests nothing", "list cgd only")
+        if method not in params.train.methods:
+            raise ParamsError("ablations.critique_content.methods", f"lists {method}, which train.methods lacks: "
+                              "the main run is condition A, the point every variant is compared with",
+                              f"add {method} to train.methods, or remove it here")
+    # its content (a `text` with no verdict) is checked where it is read: cgd/distill/critique_content.py
+    if "generic" in cc.variants and cc.generic_file is not None and not Path(cc.generic_file).is_file():
+        raise ParamsError("ablations.critique_content.generic_file", f"is {cc.generic_file}, which is not a file",
+                          "give a YAML file with `text` and `version`, or null for the built-in one")
 
 
 # Methods whose training data hold no y' and nothing that follows from it: a flaw source cannot change them.

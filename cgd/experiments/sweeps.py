@@ -31,7 +31,9 @@ NOTEBOOKS = Path("notebooks")
 # Inputs a step reads when no earlier step of the same point produced them: the main pipeline's.
 PIPELINE = {"train": "data/01_sample/train.jsonl", "rollouts": "data/02_rollout/rollouts.jsonl",
             "critiques": "data/03_critique/critiques.jsonl", "cgd_data": "data/04_refine/cgd_data.jsonl"}
-STEPS = ("01_sample_data", "02_rollout", "03_critique", "04_refine", "mixture", "05_train", "06_eval")
+STEPS = ("01_sample_data", "02_rollout", "03_critique", "04_refine", "mixture", "critique_content", "05_train",
+         "06_eval")
+DATA_STEPS = ("mixture", "critique_content")  # steps that rewrite stage 04's rows in-process, no notebook
 
 
 @dataclass(frozen=True)
@@ -52,12 +54,15 @@ ABLATIONS = {
     # each method and seed trains on them (flaw_source); the student's own point is the main run.
     "flaw_source_data": Ablation(("02_rollout", "03_critique", "04_refine"), "flaw_source"),
     "flaw_source": Ablation(("05_train", "06_eval"), "flaw_source"),
+    # The revised paper's critique-content ablation: stage 04's rows with their critiques replaced
+    # (cgd/distill/critique_content.py), CGD trained on them; condition A is the main run.
+    "critique_content": Ablation(("critique_content", "05_train", "06_eval"), "critique_content"),
 }
 
 
 @dataclass(frozen=True)
 class Step:
-    name: str  # a notebook stem, or "mixture"
+    name: str  # a notebook stem, or one of DATA_STEPS
     label: str  # unique within the point: the executed copy's file name and its done marker
     parameters: dict  # papermill parameters (or the mixture step's arguments)
     epoch: int | None = None  # for an evaluation of an epoch snapshot
@@ -159,6 +164,13 @@ def plan(chain: tuple[str, ...] | list[str], values: dict, point: Path, params_f
             p = {"in_file": made["cgd_data"], "out_file": str(data / "mixture" / "cgd_data.jsonl"),
                  "metrics_file": str(m / "mixture.json")}
             made["cgd_data"] = p["out_file"]
+        elif name == "critique_content":
+            if "critique_content" not in bare:
+                raise ValueError("the critique_content step needs 'critique_content' among the point's values "
+                                 "(a variant of ablations.critique_content.variants)")
+            p = {"in_file": made["cgd_data"], "out_file": str(data / "critique_content" / "cgd_data.jsonl"),
+                 "metrics_file": str(m / "critique_content.json"), "variant": bare["critique_content"]}
+            made["cgd_data"] = p["out_file"]
         elif name == "05_train":
             for key in ("method", "seed"):
                 if key not in bare:
@@ -194,7 +206,7 @@ def plan(chain: tuple[str, ...] | list[str], values: dict, point: Path, params_f
 
 def _declared(step: str, bare: dict) -> dict:
     """The point's bare values that the step's notebook declares as parameters (e.g. base_samples)."""
-    if step == "mixture":
+    if step in DATA_STEPS:
         return {}
     import papermill as pm
 
@@ -259,14 +271,41 @@ def redraw_mixture(in_file: str, out_file: str, metrics_file: str, params_file: 
     return report
 
 
+def replace_critiques(in_file: str, out_file: str, metrics_file: str, params_file: str, overrides: dict,
+                      variant: str) -> dict:
+    """The critique_content step: stage 04's rows with each training row's critique replaced per
+    `variant` (irrelevant: another row's, a derangement seeded by params `seed`; generic: the file's text)."""
+    from cgd.distill import critique_content
+
+    cfg = P.load(params_file, overrides)
+    if variant not in cfg.ablations.critique_content.variants:
+        raise P.ParamsError("ablations.critique_content.variants", f"lacks '{variant}', the point's variant",
+                            f"add it, or use one of: {', '.join(cfg.ablations.critique_content.variants) or '(none)'}")
+    try:
+        generic = critique_content.load_generic(cfg.ablations.critique_content.generic_file)
+    except ValueError as exc:
+        raise P.ParamsError("ablations.critique_content.generic_file", str(exc)) from exc
+    rows = list(io.read_jsonl(in_file))
+    final, report = critique_content.replace(rows, variant, cfg.seed, generic)
+    io.write_jsonl(out_file, final)
+    report = {"from": in_file, **report}
+    io.write_json(metrics_file, provenance.stamp(report))
+    return report
+
+
 def point_fingerprint(chain, values: dict, every_epoch: bool, raw: dict) -> str:
     """What makes a point's results: its steps, values and the params they run with. The figures,
     ablations and diagnostics sections shape no point (a teacher's overrides enter through `values`)."""
     overrides, _ = resolve(values, raw)
     params = {k: v for k, v in P.apply_overrides(raw, overrides).items()
               if k not in ("figures", "ablations", "diagnostics")}
-    return shards.fingerprint({"chain": list(chain), "values": values, "every_epoch": every_epoch,
-                               "params": params})
+    shaped = {"chain": list(chain), "values": values, "every_epoch": every_epoch, "params": params}
+    if "critique_content" in chain:  # the generic text shapes the point, wherever it is read from
+        from cgd.distill import critique_content
+
+        spec = raw.get("ablations", {}).get("critique_content", {})
+        shaped["generic_critique"] = critique_content.load_generic(spec.get("generic_file")).text
+    return shards.fingerprint(shaped)
 
 
 def run_point(point: str | Path, chain, values: dict, params_file: str = "params.yaml",
@@ -290,6 +329,8 @@ def run_point(point: str | Path, chain, values: dict, params_file: str = "params
         start = time.perf_counter()
         if step.name == "mixture":
             redraw_mixture(**step.parameters)
+        elif step.name == "critique_content":
+            replace_critiques(**step.parameters)
         else:
             execute(step.name, point / "runs" / f"{step.label}.ipynb", step.parameters, kernel)
         wall = round(time.perf_counter() - start, 1)
@@ -304,15 +345,16 @@ def collect(point: Path, steps: list[Step], values: dict, overrides: dict, ablat
             chain: list[str], fp: str) -> dict:
     """metrics.json of a point: what it is, what each step took, and the metrics figures read."""
     result = {"ablation": ablation, "values": values, "overrides": overrides, "chain": chain,
-              "fingerprint": fp, "wall_s": {}, "data": {}, "train": None, "mixture": None, "eval": {}}
+              "fingerprint": fp, "wall_s": {}, "data": {}, "train": None, "mixture": None,
+              "critique_content": None, "eval": {}}
     for step in steps:
         result["wall_s"][step.label] = io.read_json(point / "done" / f"{step.label}.json")["wall_s"]
         if step.name == "05_train":
             m = io.read_json(Path(step.parameters["live_dir"]) / "metrics.json")
             result["train"] = {k: m.get(k) for k in ("method", "seed", "steps", "epochs", "records",
                                                      "train_loss", "final_loss", "wall_s")}
-        elif step.name == "mixture":
-            result["mixture"] = io.read_json(step.parameters["metrics_file"])
+        elif step.name in DATA_STEPS:
+            result[step.name] = io.read_json(step.parameters["metrics_file"])
         elif step.name in ("01_sample_data", "02_rollout", "03_critique", "04_refine"):
             # the stage reports (rows, statuses, student accuracy, critique accuracy, mixture)
             m = io.read_json(step.parameters["metrics_file"])

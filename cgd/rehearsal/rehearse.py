@@ -132,6 +132,8 @@ KEEP = {
     "ablations.lr.methods", "ablations.lr.values", "ablations.mixture.method",
     "ablations.mixture.incorrect_fractions", "ablations.mixture.label_source", "ablations.teacher.method",
     "ablations.epochs.methods", "ablations.epochs.epochs", "ablations.flaw_source.methods",
+    "ablations.critique_content.methods", "ablations.critique_content.variants",
+    "ablations.critique_content.generic_file",
     "diagnostics.source", "diagnostics.revision", "diagnostics.split", "diagnostics.models",
     "diagnostics.attention_phases",
 }
@@ -367,6 +369,10 @@ def expected_items(raw: dict) -> set[str]:
         from cgd.reporting.flaw_source import ITEM
 
         on.add(ITEM)
+    if ab["critique_content"]["variants"]:
+        from cgd.reporting import critique_content
+
+        on.add(critique_content.ITEM)
     if len(raw["train"]["seeds"]) > 1:
         on.add("Seeds (App. A)")
     return on

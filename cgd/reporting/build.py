@@ -13,7 +13,7 @@ from cgd.config import Params, section
 from cgd.config import methods as registry
 from cgd.evaluation import evaluate
 from cgd.experiments.sweeps import ABLATIONS
-from cgd.reporting import appendix_c, figures, flaw_source, graders, paper, points, tables
+from cgd.reporting import appendix_c, critique_content, figures, flaw_source, graders, paper, points, tables
 from cgd.reporting.index import NOT_BUILT, index_markdown, provenance_groups
 from cgd.runtime import io, provenance
 
@@ -223,6 +223,25 @@ class Report:
         self._entry(flaw_source.ITEM, files, f"done: {len(sources)} source(s) beside the student's own y′",
                     "; ".join(f"{s}: {cfg.ablations.flaw_source.sources[s]}" for s in sources))
         return Shown([tables.to_frame(columns, rows), fig])
+
+    def critique_content(self, samples_dir: str) -> Shown:
+        """The revised paper's critique-content ablation: A (the main run) beside B (another row's
+        critique) and C (a generic one), each paired with A on the same problems."""
+        cfg = self.cfg
+        same = tables.compares_with_paper(cfg.student.model, "LLaMA3.1-8B Instruct")
+        gathered = critique_content.gather(self.points, self.metrics, samples_dir, cfg, self.reported, same)
+        if gathered is None:
+            self._not_run(critique_content.ITEM)
+            return Shown()
+        columns, rows, variants, data = gathered
+        rows = self._ruled(rows)
+        files = tables.write("critique_content", columns, rows, self.out)
+        fig = figures.critique_content_plot(rows, cfg.ablations.critique_content.methods, variants,
+                                            self._titled("Critique content: each variant − the main run's critiques"))
+        files += self._save(fig, "critique_content")
+        caption = critique_content.caption(variants, data)
+        self._entry(critique_content.ITEM, files, f"done: {len(variants)} variant(s) beside A (the main run)", caption)
+        return Shown([tables.to_frame(columns, rows), caption, fig])
 
     def seeds(self) -> Shown:
         """Appendix A: each method's accuracy per seed, mean, sd and 95% t-interval."""

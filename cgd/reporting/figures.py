@@ -361,6 +361,22 @@ def counterfactual_bars(table11: dict, title: str):
     return fig
 
 
+def _paired_points(ax, x, cells: list, colour, label: str) -> None:
+    """Paired differences (tables.Cell rows of a Δ row) at `x` with their 95% CIs, each annotated
+    with its value and McNemar p."""
+    y = np.array([np.nan if c.run is None else c.run for c in cells], dtype=float)
+    lo = np.array([np.nan if c.ci_low is None else c.ci_low for c in cells], dtype=float)
+    hi = np.array([np.nan if c.ci_high is None else c.ci_high for c in cells], dtype=float)
+    err = np.nan_to_num(np.vstack([y - lo, hi - y]))  # no interval: the point alone
+    ax.errorbar(x, y, yerr=err, fmt="o", color=colour, capsize=3, label=label)
+    for xi, cell in zip(x, cells):
+        if cell.run is None:
+            continue
+        p = "" if cell.p_value is None else f"\np={cell.p_value:.2g}"
+        ax.annotate(f"{cell.run:+.1f}{p}", (xi, cell.run), xytext=(4, 0), textcoords="offset points",
+                    fontsize="x-small", va="center")
+
+
 def flaw_source_plot(rows: dict[str, dict], methods: list[str], sources: list[str], title: str):
     """The flaw-source table as a figure (beyond the paper): per method, the paired accuracy
     difference (y' by each source - by the student itself) with its 95% CI per benchmark and group
@@ -379,17 +395,7 @@ def flaw_source_plot(rows: dict[str, dict], methods: list[str], sources: list[st
         for i, source in enumerate(sources):
             cells = [rows[f"delta_{method}@yprime={source}"][c] for c in cols]
             x = np.arange(len(cols)) + (i - (len(sources) - 1) / 2) * width
-            y = np.array([np.nan if c.run is None else c.run for c in cells], dtype=float)
-            lo = np.array([np.nan if c.ci_low is None else c.ci_low for c in cells], dtype=float)
-            hi = np.array([np.nan if c.ci_high is None else c.ci_high for c in cells], dtype=float)
-            err = np.nan_to_num(np.vstack([y - lo, hi - y]))  # no interval: the point alone
-            ax.errorbar(x, y, yerr=err, fmt="o", color=colours[source], capsize=3, label=source)
-            for xi, cell in zip(x, cells):
-                if cell.run is None:
-                    continue
-                p = "" if cell.p_value is None else f"\np={cell.p_value:.2g}"
-                ax.annotate(f"{cell.run:+.1f}{p}", (xi, cell.run), xytext=(4, 0), textcoords="offset points",
-                            fontsize="x-small", va="center")
+            _paired_points(ax, x, cells, colours[source], source)
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set_xticks(np.arange(len(cols)), [tables.column_title(c) for c in cols])
         name = registry.label(method)
@@ -411,6 +417,39 @@ def flaw_source_plot(rows: dict[str, dict], methods: list[str], sources: list[st
     ax.set_xticks(np.arange(len(stats_cols)), [tables.column_title(c) for c in stats_cols])
     ax.set(ylabel="%", ylim=(0, 110), title="What each source's data hold")
     ax.legend(frameon=False, fontsize="small", title="y′ by")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def critique_content_plot(rows: dict[str, dict], methods: list[str], variants: list[str], title: str):
+    """The critique-content table as a figure: per method, each variant's paired accuracy difference
+    to A (the main run's critiques) with its 95% CI per benchmark; the release's difference of means
+    as a hollow marker where it reports the benchmark."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from cgd.distill.critique_content import LETTERS, TITLES
+
+    sns.set_theme(style="whitegrid", context="paper")
+    colours = dict(zip(variants, sns.color_palette("colorblind", len(variants))))
+    fig, axes = plt.subplots(1, len(methods), figsize=(4.8 * len(methods) + 1.0, 3.8), squeeze=False)
+    for ax, method in zip(axes[0], methods):
+        cols = [c for c in rows[f"{method}@content=relevant"]
+                if any(rows[f"delta_{method}@content={v}"][c].run is not None for v in variants)]
+        width = 0.8 / max(len(variants), 1)
+        for i, variant in enumerate(variants):
+            cells = [rows[f"delta_{method}@content={variant}"][c] for c in cols]
+            x = np.arange(len(cols)) + (i - (len(variants) - 1) / 2) * width
+            _paired_points(ax, x, cells, colours[variant], f"{LETTERS[variant]} − A: {TITLES[variant]}")
+            paper_y = np.array([np.nan if c.paper is None else c.paper for c in cells], dtype=float)
+            if not np.isnan(paper_y).all():
+                ax.scatter(x, paper_y, marker="D", facecolors="none", edgecolors=colours[variant],
+                           label=f"{LETTERS[variant]} − A, release (ref.)")
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_xticks(np.arange(len(cols)), [tables.column_title(c) for c in cols])
+        ax.set(ylabel="accuracy difference (points), 95% CI", title=registry.label(method))
+        ax.legend(frameon=False, fontsize="x-small")
     fig.suptitle(title)
     fig.tight_layout()
     return fig

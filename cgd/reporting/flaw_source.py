@@ -16,9 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from cgd.config import Params
-from cgd.evaluation import evaluate as evaluation
 from cgd.reporting import tables
-from cgd.reporting.points import run_metrics
+from cgd.reporting.points import paired_with_main, run_metrics
 from cgd.runtime import io
 
 ITEM = "Flaw sources (beyond the paper)"  # its INDEX.md entry
@@ -42,13 +41,7 @@ def gather(points: list[dict], metrics: dict[str, dict], samples_dir: str | Path
         name, ev = run_metrics(p)
         by_source.setdefault(v["flaw_source"], {})[name] = ev
         answers.setdefault(v["flaw_source"], {}).setdefault(v["method"], {})[v["seed"]] = list(io.read_jsonl(ev["samples"]))
-    paired = {}
-    for source, by_method in answers.items():
-        paired[source] = {}
-        for method, runs in by_method.items():
-            own = {s: own_samples[f"{method}-seed{s}"] for s in runs if f"{method}-seed{s}" in own_samples}
-            result = evaluation.compare_runs(runs, own, cfg.eval, cfg.seed)
-            paired[source][method] = result["pooled"] if result else {}
+    paired = paired_with_main(answers, own_samples, cfg)
     data = {tables.OWN: tables.flaw_source_stats(*(io.read_json(Path(reports_dir) / f"{r}.json") for r in REPORTS))}
     for source, p in generated.items():
         if all(r in p.get("data", {}) for r in REPORTS):

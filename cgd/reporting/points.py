@@ -64,6 +64,8 @@ def is_current(point: dict, cfg: Params) -> bool:
         return v.get("method") == a.teacher.method and spec is not None and given == spec
     if point["ablation"] == "epochs":
         return v.get("method") in a.epochs.methods and v.get("train.epochs") == a.epochs.epochs
+    if point["ablation"] == "critique_content":
+        return v.get("method") in a.critique_content.methods and v.get("critique_content") in a.critique_content.variants
     return False
 
 
@@ -71,6 +73,23 @@ def run_metrics(point: dict, label: str | None = None) -> tuple[str, dict]:
     """("<method>-seed<seed>", eval metrics) of a point's evaluation, as tables.by_method reads them."""
     ev = point["eval"][label] if label else next(iter(point["eval"].values()))
     return f"{point['values']['method']}-seed{point['values']['seed']}", ev
+
+
+def paired_with_main(answers: dict[str, dict[str, dict[int, list[dict]]]], main_samples: dict[str, list[dict]],
+                     cfg: Params) -> dict[str, dict[str, dict]]:
+    """Each point kind's runs paired with the main runs on the same problems and seeds: `answers` maps
+    a kind (a flaw source, a critique-content variant) -> method -> seed -> graded samples; returns
+    kind -> method -> evaluation.compare_runs' pooled report ({} without a common seed)."""
+    from cgd.evaluation import evaluate as evaluation
+
+    paired: dict[str, dict[str, dict]] = {}
+    for kind, by_method in answers.items():
+        paired[kind] = {}
+        for method, runs in by_method.items():
+            own = {s: main_samples[f"{method}-seed{s}"] for s in runs if f"{method}-seed{s}" in main_samples}
+            result = evaluation.compare_runs(runs, own, cfg.eval, cfg.seed)
+            paired[kind][method] = result["pooled"] if result else {}
+    return paired
 
 
 def curve_frame(points: list[dict], ablation: str, extra: list[dict] | None = None):

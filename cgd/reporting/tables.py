@@ -59,6 +59,8 @@ class Cell:
     paper_only: bool = False  # a row the paper reports and this pipeline never runs (SimpleRL-Zero)
     beyond_paper: bool = False  # a table the paper has no numbers for: the run's value alone
     grader: str | None = None  # the rule that judged the answers behind the run's value (cgd.grading.judge)
+    sd: float | None = None  # the standard deviation over seeds, shown as "mean ± sd" in place of the interval
+    paper_sd: float | None = None  # the paper's (or release's) own ± beside its mean
 
     @property
     def diff(self) -> float | None:
@@ -73,7 +75,9 @@ class Cell:
         if self.paper_only:
             return "–" if self.paper is None else f"paper: {self.paper:.{d}f}"
         run = NOT_RUN if self.run is None else f"{self.run:.{d}f}"
-        if self.run is not None and self.ci_low is not None:
+        if self.run is not None and self.sd is not None:
+            run += f" ± {self.sd:.{d}f}"
+        elif self.run is not None and self.ci_low is not None:
             run += f" [{self.ci_low:.{d}f}, {self.ci_high:.{d}f}]"
         if self.run is not None and self.p_value is not None:
             run += f" p={self.p_value:.2g}"
@@ -82,6 +86,8 @@ class Cell:
         if self.beyond_paper:
             return run
         paper_ = "–" if self.paper is None else f"{'' if self.comparable else 'ref. '}{self.paper:.{d}f}"
+        if self.paper is not None and self.paper_sd is not None:
+            paper_ += f" ± {self.paper_sd:.{d}f}"
         diff = "" if self.diff is None else f" ({self.diff:+.{d}f})"
         return f"{run} / {paper_}{diff}"
 
@@ -438,6 +444,14 @@ def method_title(key: str) -> str:
              "with_minus_without": "With − without (paired)"}.get(method) or _title(method)
     if not setting:
         return title
+    if setting.startswith("content="):  # the critique-content table (cgd/reporting/critique_content.py)
+        from cgd.distill.critique_content import LETTERS, TITLES
+
+        condition = setting.removeprefix("content=")
+        if method.startswith("delta_"):
+            name = _title(method.removeprefix("delta_")).removeprefix("+ ")
+            return f"Δ {name}, {LETTERS[condition]} − A: {TITLES[condition]} − relevant (paired)"
+        return f"{title.removeprefix('+ ')}, {LETTERS[condition]}: {TITLES[condition]}"
     if setting.startswith("yprime="):  # the flaw-source table
         source = setting.removeprefix("yprime=")
         if method.startswith("delta_"):
@@ -453,7 +467,7 @@ def to_long(columns: list[str], rows: dict[str, dict[str, Cell]]):
     import pandas as pd
 
     return pd.DataFrame([{"method": m, "column": c, "run": cell.run, "ci_low": cell.ci_low,
-                          "ci_high": cell.ci_high, "p_value": cell.p_value, "paper": cell.paper,
+                          "ci_high": cell.ci_high, "sd": cell.sd, "p_value": cell.p_value, "paper": cell.paper,
                           "diff": cell.diff, "paper_is_reference": not cell.comparable or cell.paper_only,
                           "grader": cell.grader}
                          for m, cells in rows.items() for c, cell in ((c, cells[c]) for c in columns)])
