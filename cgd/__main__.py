@@ -102,6 +102,9 @@ def _rehearse(args) -> int:
     print(f"rehearsal of {report['profile']}: {'ok' if report['ok'] else 'FAILED'} in "
           f"{report['total_seconds']:.0f} s (dvc repro exit {report['repro_rc']}); "
           f"not done: {', '.join(report['missing']) or 'none'}; report {report['scratch']}/rehearsal.json")
+    for path, messages in report["generation_errors"].items():
+        for message, n in messages.items():
+            print(f"  generation errors in {path}: {n} x {message}")
     return 0 if report["ok"] else 1
 
 

@@ -255,3 +255,21 @@ def test_generated_pool_rows_keep_the_fixture_schema_and_are_distinct_across_poo
     assert len(set(generated)) == 10  # the probe set's rows are not the training pool's
     folder = mirror.write_pool(tmp_path, "meta-math/MetaMathQA", extra=3)
     assert len(json.loads((folder / "MetaMathQA-395K.json").read_text())) == 7 + 3
+
+
+def test_generation_errors_are_found_in_every_stage_and_point_but_over_long_prompts(tmp_path):
+    """A stage can finish with every request refused (the main profile's evaluation once did: a
+    served model took at most 4 stop strings); the rehearsal fails on such rows."""
+    from cgd.rehearsal import outcome
+    from cgd.runtime.io import write_jsonl
+
+    write_jsonl(tmp_path / "data" / "06_eval" / "base" / "samples.jsonl",
+                [{"id": "a", "error": "BadRequestError: Error code: 400\nmore"}, {"id": "b", "error": None}] * 2)
+    write_jsonl(tmp_path / "data" / "06_eval" / "base" / "shards" / "shard-00000.jsonl", [{"id": "a", "error": "x"}])
+    write_jsonl(tmp_path / "data" / "02_rollout" / "rollouts.jsonl",
+                [{"rollout_error": "prompt has 900 tokens; student.max_model_len is 512"}])
+    write_jsonl(tmp_path / "sweeps" / "mixture" / "p" / "eval" / "samples.jsonl", [{"error": "boom"}])
+    assert outcome.generation_errors(tmp_path) == {
+        "data/06_eval/base/samples.jsonl": {"BadRequestError: Error code: 400": 2},
+        "sweeps/mixture/p/eval/samples.jsonl": {"boom": 1}}
+    assert outcome.generation_errors(tmp_path / "nothing") == {}

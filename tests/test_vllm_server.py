@@ -367,6 +367,9 @@ def test_the_server_backend_generates_scores_and_stops(smollm2, tmp_path):
         assert {b["seed"] for b in sent} == {G.request_seed(3, r.id) for r in reqs}  # ... its id's
         assert all(c.finish_reason in ("stop", "length") and c.completion_tokens > 0 for c in first[:4])
         assert first[4].finish_reason == "error" and "max_model_len is 512" in first[4].error
+        # more stop strings than the server takes (4): it is sent four, the fifth cuts the text here
+        (cut,) = backend.generate([replace(reqs[0], stop=("zq1", "zq2", "zq3", "zq4", "e"))], seed=3)
+        assert cut.finish_reason in ("stop", "length") and cut.error is None and "e" not in cut.text
         picked = backend.choose(reqs[:2], ["right", "wrong"], 0, cfg.rollout)
         assert all(c.text in ("right", "wrong") for c in picked)
         pid = backend.server.proc.pid
@@ -374,6 +377,43 @@ def test_the_server_backend_generates_scores_and_stops(smollm2, tmp_path):
         backend.close()
     assert _gone([pid], within=30)
     assert (tmp_path / "rollout" / "vllm_server.log").stat().st_size > 0
+
+
+def test_a_request_sends_the_server_at_most_four_stop_strings_and_the_rest_are_cut_here(raw_params):
+    """vLLM's server refuses a request with more than 4 stop strings (VLLM_MAX_STOP_STRINGS, 400:
+    "List should have at most 4 items"); the harness prompts carry 9-10 (found by rehearsing
+    llama8b-webinstruct: every evaluation request failed). The first four go to the server, the
+    others cut the text here, at whichever stop string comes first."""
+    from types import SimpleNamespace
+
+    from cgd.evaluation import harness_prompts
+    from cgd.generation.base import Request
+
+    stops = harness_prompts.stop_words("cot")
+    assert len(stops) > vllm_client.SERVER_STOP_STRINGS and stops[0] == "\n\nQuestion:"  # the type's own first
+    cfg = P.from_dict(P.apply_overrides(raw_params, {"student.model": "org/hub-model", "teacher.model": "org/hub-model"}),
+                      dvc_yaml="no-dvc.yaml")
+    backend = vllm_client.VLLMServerBackend.__new__(vllm_client.VLLMServerBackend)
+    backend.gen, backend.model_cfg, backend.role, backend.max_model_len = cfg.eval.generation, cfg.student, "student", 512
+    backend.concurrency = 2
+    backend.server = SimpleNamespace(check_alive=lambda: None)
+    backend.encode = lambda r: [1, 2, 3]
+    sent = []
+
+    def reply(text, finish):
+        return lambda body: sent.append(body) or SimpleNamespace(
+            choices=[SimpleNamespace(text=text, finish_reason=finish)], usage=SimpleNamespace(completion_tokens=9))
+
+    backend._send = reply("The answer is 4. [END] then more (END)", "length")
+    (c,) = backend.generate([Request("a", [], prompt="Question: 2+2?\nAnswer:", stop=stops)], seed=0)
+    assert sent[0]["stop"] == list(stops[:4]) and len(sent[0]["stop"]) <= vllm_client.SERVER_STOP_STRINGS
+    assert (c.text, c.finish_reason) == ("The answer is 4.", "stop")  # "[END]" is the 8th: cut here
+    backend._send = reply("No stop string here", "length")
+    (c,) = backend.generate([Request("b", [], prompt="x", stop=stops)], seed=0)
+    assert (c.text, c.finish_reason) == ("No stop string here", "length")
+    backend._send = reply("plain", "stop")
+    (c,) = backend.generate([Request("c", [{"role": "user", "content": "hi"}])], seed=0)
+    assert "stop" not in sent[-1] and (c.text, c.finish_reason) == ("plain", "stop")
 
 
 def test_data_parallelism_with_the_in_process_engine_names_the_key_and_the_fix():

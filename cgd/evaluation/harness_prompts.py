@@ -86,4 +86,7 @@ def render(prompt_type: str, question: str, benchmark: str = "", shots: int = 0)
 
 
 def stop_words(prompt_type: str) -> tuple[str, ...]:
-    return STOP_WORDS + STOP_BY_TYPE.get(prompt_type, ())
+    """The harness's stop words for a prompt type, the type's own first: a served model gets only
+    the first few (cgd/generation/vllm_client.py), and a few-shot base model's next "Question:" is
+    the one that stops it early most often. The text is cut at whichever comes first, as vLLM does."""
+    return STOP_BY_TYPE.get(prompt_type, ()) + STOP_WORDS

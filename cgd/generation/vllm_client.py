@@ -9,11 +9,16 @@ from pathlib import Path
 
 from cgd.config import GenerationConfig, ModelConfig
 from cgd.generation import chat
-from cgd.generation.base import Backend, Completion, Request, option_tokens, prompt_token_ids, request_seed
+from cgd.generation.base import Backend, Completion, Request, cut_at_stop, option_tokens, prompt_token_ids, request_seed
 from cgd.generation.vllm_engine import check_context, overlong, vllm_sampling_args
 from cgd.runtime import progress
 
 log = logging.getLogger(__name__)
+# Stop strings a request sends: vLLM's server refuses more (400, "List should have at most 4 items";
+# vllm/envs.py VLLM_MAX_STOP_STRINGS, read when its protocol module is imported, which the kernel server
+# has done before any server forks from it), as OpenAI's API does. The rest are cut here from the text:
+# stop strings end generation and change nothing before it, so the cut text is the one vLLM would return.
+SERVER_STOP_STRINGS = 4
 
 
 class VLLMServerBackend(Backend):
@@ -89,14 +94,17 @@ class VLLMServerBackend(Backend):
                     "top_p": args["top_p"], "seed": args["seed"],
                     "extra_body": {"skip_special_tokens": args["skip_special_tokens"]}}
             if r.stop:
-                body["stop"] = list(r.stop)
+                body["stop"] = list(r.stop[:SERVER_STOP_STRINGS])
             resp = self._send(body)
             if isinstance(resp, Exception):
                 return Completion("", "error", len(ids), 0, f"{type(resp).__name__}: {resp}"[:500])
             choice = resp.choices[0]
             finish = {"stop": "stop", "length": "length"}.get(choice.finish_reason, "error")
             tokens = resp.usage.completion_tokens if resp.usage else 0
-            return Completion(choice.text.strip(), finish, len(ids), tokens,
+            text, hit = cut_at_stop(choice.text, r.stop)  # the stop strings the server was not sent
+            if hit:
+                finish = "stop"
+            return Completion(text.strip(), finish, len(ids), tokens,
                               None if finish != "error" else f"finish_reason {choice.finish_reason}")
 
         return self._map(one, list(zip(requests, encoded)))

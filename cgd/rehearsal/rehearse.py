@@ -34,6 +34,7 @@ import yaml
 
 from cgd import config as P
 from cgd.data import benchmarks
+from cgd.rehearsal import outcome
 from cgd.runtime import kernel
 
 REPO = Path(__file__).resolve().parents[2]
@@ -439,7 +440,8 @@ def run(profile: str | Path, scratch: str | Path | None = None, standin_cache: s
     status = {r["paper"]: r["status"] for r in rows}
     report["index"] = status
     report["missing"] = sorted(k for k in want if not status.get(k, "").startswith("done"))
-    report["ok"] = rc == 0 and not report["missing"]
+    report["generation_errors"] = outcome.generation_errors(scratch)
+    report["ok"] = rc == 0 and not report["missing"] and not report["generation_errors"]
     if index.exists():
         index.write_text(index.read_text() + _index_section(report))
     (scratch / "rehearsal.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
@@ -504,5 +506,7 @@ def _index_section(report: dict) -> str:
     lines += [f"| `{s['key']}` | `{s['profile']}` | `{s['rehearsal']}` | {s['why']} |" for s in report["swaps"]]
     lines += ["", f"Time: {report['total_seconds']:.0f} s in all; per stage:", "", "| stage | seconds |", "| --- | --- |"]
     lines += [f"| {k} | {v} |" for k, v in report["stage_seconds"].items()]
-    lines += ["", f"Enabled by the profile and not done: {', '.join(report['missing']) or 'none'}.", ""]
+    lines += ["", f"Enabled by the profile and not done: {', '.join(report['missing']) or 'none'}."]
+    errors = [f"{p}: {n} x {m}" for p, ms in report["generation_errors"].items() for m, n in ms.items()]
+    lines += [f"Generation errors (besides over-long prompts): {'; '.join(errors) or 'none'}.", ""]
     return "\n".join(lines)
