@@ -15,7 +15,8 @@ def test_every_reported_table_is_transcribed():
     # rows per table: methods x cells, as the paper prints them
     assert per_table == {"table1": 130, "table2": 20, "table3": 12, "table4": 28, "table5": 5, "table6": 60,
                          "table7": 100, "table8": 50, "table9": 4, "table10": 4, "table11": 4,
-                         "fig6": 4, "fig9": 2, "fig10": 3, "fig11": 2, "critique_content": 18}
+                         "fig6": 4, "fig9": 2, "fig10": 3, "fig11": 2, "critique_content": 18,
+                         "reasoning": 14}
 
 
 def test_rows_are_unique_and_named_consistently():

@@ -20,7 +20,7 @@ from cgd.config import EvalConfig, GenerationConfig, ModelConfig, Params
 from cgd.data import benchmarks
 from cgd.data.benchmarks import Problem
 from cgd.distill import prompts
-from cgd.evaluation import harness_prompts, stats
+from cgd.evaluation import harness_prompts, reasoning, stats
 from cgd.generation import Backend, Request, resolved_backend
 from cgd.generation.driver import ShardRun, run_shards
 from cgd.grading import judge, labels
@@ -250,7 +250,10 @@ def benchmark_metrics(samples: list[dict], counts: dict, cfg: EvalConfig, seed: 
                  "by_grader": grader_counts(greedy),
                  "reasons": dict(sorted(Counter(r["reason"] for r in greedy).items())),
                  "finish": dict(sorted(Counter(r["finish_reason"] for r in greedy).items())),
-                 "format": _drift(greedy)}
+                 "format": _drift(greedy),
+                 # words and steps per greedy response (cgd/evaluation/reasoning.py defines both)
+                 "reasoning": {k: stats.mean_ci([f(r["output"]) for r in greedy], cfg.bootstrap_resamples, seed, scale=1)
+                               for k, f in (("words", reasoning.words), ("steps", reasoning.steps))}}
         sampled = [r for r in samples if r["benchmark"] == name and r["mode"] == "sampled"]
         if sampled:
             per_problem: dict[str, list[bool]] = {}

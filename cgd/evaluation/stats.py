@@ -17,8 +17,10 @@ def _rng(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def mean_ci(values: Sequence[float], resamples: int, seed: int, confidence: float = 0.95) -> dict:
-    """Mean of per-problem scores (0..1) in percent, with its bootstrap CI.
+def mean_ci(values: Sequence[float], resamples: int, seed: int, confidence: float = 0.95,
+            scale: float = 100.0) -> dict:
+    """Mean of per-problem scores (0..1) in percent, with its bootstrap CI; `scale` 1 for a mean of
+    counts (words per response).
 
     With fewer than two problems there is no interval to report: ci_low and ci_high are None.
     """
@@ -27,7 +29,7 @@ def mean_ci(values: Sequence[float], resamples: int, seed: int, confidence: floa
     x = np.asarray(values, dtype=float)
     if x.size == 0:
         return {"n": 0, "mean": None, "ci_low": None, "ci_high": None}
-    out = {"n": int(x.size), "mean": round(100 * float(x.mean()), 2), "ci_low": None, "ci_high": None}
+    out = {"n": int(x.size), "mean": round(scale * float(x.mean()), 2), "ci_low": None, "ci_high": None}
     if x.size >= 2:
         if np.all(x == x[0]):  # every resample has the same mean
             lo = hi = float(x[0])
@@ -35,7 +37,7 @@ def mean_ci(values: Sequence[float], resamples: int, seed: int, confidence: floa
             res = bootstrap((x,), np.mean, n_resamples=resamples, confidence_level=confidence,
                             method="percentile", rng=_rng(seed))
             lo, hi = res.confidence_interval
-        out["ci_low"], out["ci_high"] = round(100 * float(lo), 2), round(100 * float(hi), 2)
+        out["ci_low"], out["ci_high"] = round(scale * float(lo), 2), round(scale * float(hi), 2)
     return out
 
 

@@ -13,7 +13,7 @@ from cgd.config import Params, section
 from cgd.config import methods as registry
 from cgd.evaluation import evaluate
 from cgd.experiments.sweeps import ABLATIONS
-from cgd.reporting import appendix_c, critique_content, figures, flaw_source, graders, paper, points, tables
+from cgd.reporting import appendix_c, critique_content, figures, flaw_source, graders, paper, points, reasoning, tables
 from cgd.reporting.index import NOT_BUILT, index_markdown, provenance_groups
 from cgd.runtime import io, provenance
 
@@ -242,6 +242,20 @@ class Report:
         caption = critique_content.caption(variants, data)
         self._entry(critique_content.ITEM, files, f"done: {len(variants)} variant(s) beside A (the main run)", caption)
         return Shown([tables.to_frame(columns, rows), caption, fig])
+
+    def reasoning(self) -> Shown:
+        """The release's AIME24 table for every evaluated model: pass@1 (greedy), pass@k, and the
+        words and steps of each greedy response (cgd/evaluation/reasoning.py)."""
+        if not self.metrics:
+            self._not_run(reasoning.ITEM)
+            return Shown()
+        same = tables.compares_with_paper(self.cfg.student.model, "LLaMA3.1-8B Instruct")
+        columns, rows = reasoning.table(self.metrics, self.cfg, self.reported, same)
+        rows = self._ruled(rows, [c for c in columns if c not in ("words", "steps")])
+        files = tables.write("reasoning", columns, rows, self.out)
+        sampled = "sampled pass@k: " + (", ".join(self.cfg.eval.pass_at_k.benchmarks) or "off (eval.pass_at_k.benchmarks)")
+        self._entry(reasoning.ITEM, files, f"done: {len(self.metrics)} evaluated models", sampled)
+        return Shown([tables.to_frame(columns, rows)])
 
     def seeds(self) -> Shown:
         """Appendix A: each method's accuracy per seed, mean, sd and 95% t-interval."""

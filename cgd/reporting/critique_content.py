@@ -9,8 +9,6 @@ release reports it, beside the release's numbers (a reference unless the student
 
 from __future__ import annotations
 
-import statistics
-
 from cgd.config import Params
 from cgd.distill import critique_content as content
 from cgd.reporting import tables
@@ -41,18 +39,6 @@ def paper_values(reported: list[dict]) -> dict[tuple[str, str], tuple[float, flo
     return {k: (v["mean"], v.get("sd")) for k, v in cells.items() if "mean" in v}
 
 
-def _mean_sd(runs: list[dict], bench: str) -> tuple[float | None, float | None, float | None, float | None]:
-    """(mean, ci_low, ci_high, sd) of a benchmark over runs: one run keeps its bootstrap CI; several
-    report the sample sd over seeds (the release's ±) and no interval."""
-    accs = [(m.get("benchmarks", {}).get(bench, {}) or {}).get("accuracy") or {} for m in runs]
-    if not accs or any(a.get("mean") is None for a in accs):
-        return None, None, None, None
-    if len(accs) == 1:
-        return accs[0]["mean"], accs[0].get("ci_low"), accs[0].get("ci_high"), None
-    means = [a["mean"] for a in accs]
-    return statistics.fmean(means), None, None, statistics.stdev(means)
-
-
 def table(methods: list[str], main: dict[str, dict], by_variant: dict[str, dict[str, dict]],
           paired: dict[str, dict[str, dict]], benchmarks: list[str], reported: list[dict],
           comparable: bool) -> tuple[list[str], dict]:
@@ -66,7 +52,7 @@ def table(methods: list[str], main: dict[str, dict], by_variant: dict[str, dict[
     def cells(runs: list[dict], condition: str) -> dict[str, tables.Cell]:
         out = {}
         for c in columns:
-            mean, lo, hi, sd = _mean_sd(runs, c)
+            mean, lo, hi, sd = tables.mean_sd([(m.get("benchmarks", {}).get(c) or {}).get("accuracy") for m in runs])
             paper_mean, paper_sd = ref.get((condition, c), (None, None))
             out[c] = tables.Cell(None if mean is None else round(mean, 1), None if lo is None else round(lo, 1),
                                  None if hi is None else round(hi, 1), paper_mean,

@@ -27,6 +27,8 @@ NOT_BUILT = {
     "Flaw sources (beyond the paper)": "ablations.flaw_source.sources: y' by another model than the student, e.g. "
                                        "llama-3b: {model: meta-llama/Llama-3.2-3B-Instruct} (the paper profiles set "
                                        "a smaller model of the student's family; not from the paper)",
+    "pass@k and reasoning length (revised paper)": "stage 06 (every evaluated model); pass@k with "
+                                                   "eval.pass_at_k.benchmarks, e.g. [aime24]",
     "Critique content (revised paper)": "ablations.critique_content.variants, e.g. [irrelevant, generic] for "
                                         "methods [cgd] (the release README's conditions B and C; A is the main run)",
 }

@@ -8,6 +8,7 @@ seeds). A benchmark or method without metrics reads "not run": nothing is filled
 from __future__ import annotations
 
 import re
+import statistics
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -131,6 +132,17 @@ def _over_seeds(values: list[tuple[float, float | None, float | None]]) -> tuple
         return mean, mean, mean
     lo, hi = st.t.interval(0.95, len(means) - 1, loc=mean, scale=sem)
     return mean, float(lo), float(hi)
+
+
+def mean_sd(values: list[dict | None]) -> tuple[float | None, float | None, float | None, float | None]:
+    """(mean, ci_low, ci_high, sd) over runs of one statistic ({"mean", "ci_low", "ci_high"} each):
+    one run keeps its bootstrap CI; several give the sample sd over seeds (the release's ±), no CI."""
+    if not values or any(not v or v.get("mean") is None for v in values):
+        return None, None, None, None
+    if len(values) == 1:
+        return values[0]["mean"], values[0].get("ci_low"), values[0].get("ci_high"), None
+    means = [v["mean"] for v in values]
+    return statistics.fmean(means), None, None, statistics.stdev(means)
 
 
 def run_value(runs: list[dict], bench: str) -> tuple[float | None, float | None, float | None]:
@@ -426,7 +438,8 @@ def column_title(key: str) -> str:
             "counterfactual": "Counterfactual critique",
             "factual_minus_counterfactual": "Factual − counterfactual",
             "incorrect_yprime": "Incorrect y′ (%)", "critique_accuracy": "Critique acc. (%)",
-            "train_rows": "Training rows"}.get(key, key)
+            "train_rows": "Training rows", "greedy": "pass@1 (greedy)", "words": "Words per response",
+            "steps": "Steps per response"}.get(key, key)
 
 
 def to_frame(columns: list[str], rows: dict[str, dict[str, Cell]]):
@@ -444,6 +457,8 @@ def method_title(key: str) -> str:
              "with_minus_without": "With − without (paired)"}.get(method) or _title(method)
     if not setting:
         return title
+    if setting.startswith("bench="):  # the pass@k and reasoning-length table (cgd/reporting/reasoning.py)
+        return f"{title.removeprefix('+ ')} · {column_title(setting.removeprefix('bench='))}"
     if setting.startswith("content="):  # the critique-content table (cgd/reporting/critique_content.py)
         from cgd.distill.critique_content import LETTERS, TITLES
 
