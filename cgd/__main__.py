@@ -116,6 +116,14 @@ def _diagnostic_set(args) -> int:
     return 0
 
 
+def _critique_quality(args) -> int:
+    from cgd.evaluation import critique_quality
+
+    result = critique_quality.run(args.params, args.critiques, args.out, args.metrics)
+    print(json.dumps({k: v for k, v in result.items() if k != "provenance"}, indent=2))
+    return 0
+
+
 def _train(args) -> int:
     from cgd.training.train import train
 
@@ -271,6 +279,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("profile", help="configs/profiles/NAME.yaml")
     p.add_argument("--scratch", help="the scratch copy of the repository (default rehearsals/NAME)")
     p.set_defaults(run=_rehearse)
+    p = sub.add_parser("critique-quality", help="a judge scores stage 03's critiques (critique_quality)")
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--critiques", default="data/03_critique/critiques.jsonl")
+    p.add_argument("--out", default="data/03_critique_quality")
+    p.add_argument("--metrics", default="metrics/critique_quality.json")
+    p.set_defaults(run=_critique_quality)
+
     p = sub.add_parser("diagnostic-set", help="the rows stage 08 probes (diagnostics.source), through stages 01-04")
     p.add_argument("--params", default="params.yaml")
     p.add_argument("--out", default="data/08_diagnostic_set")

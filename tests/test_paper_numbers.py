@@ -16,20 +16,21 @@ def test_every_reported_table_is_transcribed():
     assert per_table == {"table1": 130, "table2": 20, "table3": 12, "table4": 28, "table5": 5, "table6": 60,
                          "table7": 100, "table8": 50, "table9": 4, "table10": 4, "table11": 4,
                          "fig6": 4, "fig9": 2, "fig10": 3, "fig11": 2, "critique_content": 18,
-                         "reasoning": 14}
+                         "reasoning": 14, "critique_quality": 19}
 
 
 def test_rows_are_unique_and_named_consistently():
     keys = [(r["table"], r["model"], r["method"], r["setting"], r["benchmark"]) for r in ROWS]
     assert len(keys) == len(set(keys))
     methods = {"base", "sft", "distilled_sft", "cft", "cft_gpt4o", "cgd", "delta_cgd_minus_cft",
-               "simplerl_zero", "teacher", "baseline_sft"}
+               "simplerl_zero", "teacher", "baseline_sft", "wrong", "right", "wrong_minus_right"}
     assert {r["method"] for r in ROWS} <= methods
     cells = set(benchmarks.names()) | {"avg_group1", "avg_group2", "avg", "ifeval", "musr", "truthfulqa",
                                        "bbh", "mean_entropy", "grad_norm_mean", "grad_norm_std",
                                        "batch_size", "learning_rate", "max_length", "epochs", "warmup_ratio",
                                        "attention_critique", "attention_student_answer", "attention_problem",
-                                       "factual_correct", "counterfactual_correct"}
+                                       "factual_correct", "counterfactual_correct", "informativeness", "specificity",
+                                       "both_at_least_4", "max_informativeness"}
     assert {r["benchmark"] for r in ROWS} <= cells
 
 

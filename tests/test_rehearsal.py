@@ -110,11 +110,11 @@ def test_every_stage_is_exercised_by_some_rehearsal(tmp_path):
     widest = max(by_profile, key=lambda p: (len({s.split("@")[0] for s in by_profile[p]}), len(by_profile[p])))
     assert rehearsal.WIDEST_PROFILE == widest and rehearsal.CI_PROFILE in by_profile
     assert {s.split("@")[0] for s in by_profile[widest]} == declared
-    # The paper's grids: 83 stages for the main setting (18 trainings, 19 evaluations, 36 ablation points),
+    # The paper's grids: 84 stages for the main setting (18 trainings, 19 evaluations, 36 ablation points),
     # with the flaw-source ablation's source (one stages 02-04 point, CGD trained on it at 3 seeds) and
-    # the revised paper's critique-content variants (2 variants x 3 seeds).
+    # the revised paper's critique-content variants (2 variants x 3 seeds) and its critique judge.
     main = by_profile["llama8b-webinstruct"]
-    assert len(main) == 83
+    assert len(main) == 84
     assert sum(s.startswith("train@") for s in main) == 18
     assert sum(s.startswith("eval@") or s == "eval_base" for s in main) == 19
     assert sum(s.startswith("ablate_") for s in main) == 36
@@ -127,7 +127,7 @@ def test_the_run_shape_counts_the_profile_s_real_sizes(tmp_path):
     raw = yaml.safe_load((tmp_path / "params.yaml").read_text())
     stages = sorted(_stages(raw, tmp_path))
     shape = rehearsal.shape(raw, stages)
-    assert shape["stages"] == 83 and shape["trainings"] == 18 and shape["evaluations"] == 19
+    assert shape["stages"] == 84 and shape["trainings"] == 18 and shape["evaluations"] == 19
     assert shape["flaw_sources"] == 1
     assert shape["generation"]["stages 02-04 per flaw source"] == {"prompts": 300_000, "max_tokens": 100_000 * 3 * 16384}
     assert shape["optimizer_steps_per_main_run"] == 1563  # ceil(100k / 64)

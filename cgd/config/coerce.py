@@ -121,17 +121,27 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
     return cls(**values)
 
 
-def _fill_rollout_model(raw: dict) -> dict:
-    """rollout.model as written holds the student.* keys that differ; the rest are the student's."""
-    given = (raw.get("rollout") or {}).get("model") if isinstance(raw.get("rollout"), dict) else None
-    if not isinstance(given, dict) or not isinstance(raw.get("student"), dict):
-        return raw
-    return {**raw, "rollout": {**raw["rollout"], "model": {**raw["student"], **given}}}
+# A section's `model` written as the keys that differ from a role's: rollout.model from the
+# student's (who writes y'), critique_quality.model from the teacher's (the judge).
+FILLED_MODELS = {"rollout": "student", "critique_quality": "teacher"}
+
+
+def _fill_models(raw: dict) -> dict:
+    """Each FILLED_MODELS section's model as written holds the role's keys that differ; the rest are
+    the role's. critique_quality.backend null is critique.backend (the judge served as stage 03 serves the teacher)."""
+    for section, role in FILLED_MODELS.items():
+        given = (raw.get(section) or {}).get("model") if isinstance(raw.get(section), dict) else None
+        if isinstance(given, dict) and isinstance(raw.get(role), dict):
+            raw = {**raw, section: {**raw[section], "model": {**raw[role], **given}}}
+    judge, critique = raw.get("critique_quality"), raw.get("critique")
+    if isinstance(judge, dict) and "backend" in judge and judge["backend"] is None and isinstance(critique, dict):
+        raw = {**raw, "critique_quality": {**judge, "backend": critique.get("backend")}}
+    return raw
 
 
 def build(raw: dict) -> Params:
     """Typed params from a raw mapping (types and ranges only; `from_dict` also validates)."""
-    return _build(Params, _fill_rollout_model(raw), "")
+    return _build(Params, _fill_models(raw), "")
 
 
 def mapping_keys(cls: type = None, prefix: str = "") -> set[str]:

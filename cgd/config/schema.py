@@ -168,6 +168,19 @@ class RefineConfig(DataGenConfig):
 
 
 @dataclass(frozen=True)
+class CritiqueQualityConfig(GenerationConfig):
+    """The revised paper's LLM-as-judge of the training critiques (stage critique_quality): a judge
+    scores `rows` critiques 1-5 on informativeness and specificity with a versioned rubric, half of
+    them on answers the verifier marks wrong and half on right ones (cgd/evaluation/critique_quality.py)."""
+
+    rows: int = _range(ge=0, help="critiques judged (paper: 20,000); 0 = off")
+    # The judge: null = the teacher; or the teacher.* keys that differ (e.g. an OpenAI-compatible
+    # endpoint: {model: ..., api_base: ..., api_key_env: ...} with backend openai). Loading fills in the rest.
+    model: ModelConfig | None
+    rubric_file: str | None  # null = cgd/evaluation/critique_rubric.yaml; or a YAML {version, system, user}
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     methods: list[Method]
     seeds: list[int]
@@ -377,6 +390,7 @@ class Params:
     rollout: RolloutConfig
     critique: CritiqueConfig
     refine: RefineConfig
+    critique_quality: CritiqueQualityConfig
     train: TrainConfig
     eval: EvalConfig
     figures: FiguresConfig

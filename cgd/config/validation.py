@@ -90,17 +90,21 @@ LOCAL_BACKENDS = ("transformers", "vllm", "vllm_server")  # backend openai: the 
 
 
 def role_model(params: Params, role: str) -> ModelConfig:
-    """A role's model settings: student, teacher, or rollout (who writes y': rollout.model, else
-    the student)."""
+    """A role's model settings: student, teacher, rollout (who writes y': rollout.model, else the
+    student) or judge (who scores critiques: critique_quality.model, else the teacher)."""
     if role == "rollout":
         return params.rollout.model or params.student
+    if role == "judge":
+        return params.critique_quality.model or params.teacher
     return getattr(params, role)
 
 
 def role_key(params: Params, role: str) -> str:
-    """The params key holding a role's model settings (rollout.model where it is set)."""
+    """The params key holding a role's model settings (rollout.model, critique_quality.model where set)."""
     if role == "rollout":
         return "student" if params.rollout.model is None else "rollout.model"
+    if role == "judge":
+        return "teacher" if params.critique_quality.model is None else "critique_quality.model"
     return role
 
 
@@ -130,7 +134,8 @@ def _engines(params: Params) -> dict[str, tuple[ModelConfig, list[tuple[str, str
     """params key -> (model settings, the (stage, backend) pairs that load them)."""
     out: dict[str, tuple[ModelConfig, list[tuple[str, str]]]] = {
         "student": (params.student, []), "teacher": (params.teacher, [])}
-    for stage, role in STAGE_ROLES:
+    roles = STAGE_ROLES + ((("critique_quality", "judge"),) if params.critique_quality.rows else ())
+    for stage, role in roles:
         backend = params.eval.generation.backend if stage == "eval.generation" else getattr(params, stage).backend
         out.setdefault(role_key(params, role), (role_model(params, role), []))[1].append((stage, backend))
     return out
@@ -141,6 +146,15 @@ def validate(params: Params, raw: dict, dvc_yaml: str | Path = "dvc.yaml") -> No
     if isinstance(raw.get("rollout", {}).get("model"), dict) and not raw["rollout"]["model"]:
         raise ParamsError("rollout.model", "is an empty mapping", "give the student.* keys that differ "
                           "(e.g. {model: meta-llama/Llama-3.2-3B-Instruct}), or null for the student's own answers")
+    if isinstance(raw.get("critique_quality", {}).get("model"), dict) and not raw["critique_quality"]["model"]:
+        raise ParamsError("critique_quality.model", "is an empty mapping", "give the teacher.* keys that differ "
+                          "(e.g. {model: meta-llama/Llama-3.3-70B-Instruct}), or null for the teacher")
+    if params.critique_quality.rows and params.critique_quality.rows < 2:
+        raise ParamsError("critique_quality.rows", f"is {params.critique_quality.rows}; half are judged on wrong "
+                          "answers and half on right ones", "give at least 2 (paper: 20000), or 0 for off")
+    if params.critique_quality.rubric_file is not None and not Path(params.critique_quality.rubric_file).is_file():
+        raise ParamsError("critique_quality.rubric_file", f"is {params.critique_quality.rubric_file}, which is not a "
+                          "file", "give a YAML file with version, system and user, or null for the built-in rubric")
     for key, (m, stages) in _engines(params).items():
         _check_engine(m, key, stages, produced)
     t = params.train

@@ -1,5 +1,6 @@
 """reference backend: a deterministic oracle for tests and ablations. It critiques by checking the
-student's final answer against gold and refines with the reference solution."""
+student's final answer against gold, refines with the reference solution, and scores a critique
+(stage critique_quality) by how much it says and how many of the answer's numbers it cites."""
 
 from __future__ import annotations
 
@@ -17,14 +18,25 @@ class ReferenceBackend(Backend):
     name = "reference"
 
     def __init__(self, stage: str):
-        if stage not in ("critique", "refine"):
-            raise ValueError(f"the reference backend critiques and refines; it cannot do {stage}")
+        if stage not in ("critique", "refine", "critique_quality"):
+            raise ValueError(f"the reference backend critiques, refines and scores critiques; it cannot do {stage}")
         self.stage = stage
 
     def generate(self, requests: list[Request], seed: int,
                  gen: GenerationConfig | None = None) -> list[Completion]:
-        return [self._critique(r.row) if self.stage == "critique" else self._refine(r.row)
-                for r in requests]
+        act = {"critique": self._critique, "refine": self._refine, "critique_quality": self._score}[self.stage]
+        return [act(r.row) for r in requests]
+
+    @staticmethod
+    def _score(row: dict) -> Completion:
+        """Informativeness by the critique's length (1 under 3 words .. 5 from 20), specificity by
+        the numbers of the student's answer it cites (1 + 2 each, at most 5)."""
+        critique, answer = row.get("critique", ""), row.get("student_answer", "")
+        n_words = len(critique.split())
+        informativeness = 1 + sum(n_words >= t for t in (3, 8, 14, 20))
+        cited = set(re.findall(r"\d+(?:\.\d+)?", critique)) & set(re.findall(r"\d+(?:\.\d+)?", answer))
+        specificity = min(5, 1 + 2 * len(cited))
+        return Completion(f"Informativeness: {informativeness}\nSpecificity: {specificity}", "stop")
 
     @staticmethod
     def _critique(row: dict) -> Completion:

@@ -71,6 +71,7 @@ SIZES = {
     "ablations.mixture.total": lambda v: v if v == "smaller_class" else 2,
     "diagnostics.rows": 4, "diagnostics.attention_rows": 2, "diagnostics.attention_max_new_tokens": 16,
     "diagnostics.counterfactual_rows": 4, "diagnostics.counterfactual_max_new_tokens": 32,
+    "critique_quality.rows": lambda v: v and 8, "critique_quality.batch_size": 4, "critique_quality.max_new_tokens": 32,
 }
 
 # Rows generated in each pool's schema after its fixture rows (cgd/mirror.extra_rows): the fixtures
@@ -83,6 +84,8 @@ SWAP_KEYS = {
     "teacher.model": "as student.model",
     "ablations.teacher.teachers": "each teacher's model id -> its stand-in, tensor parallel 1; other overrides kept",
     "rollout.model": "its model id -> its stand-in, and its GPU settings as the student's swaps (null stays null)",
+    "critique_quality.model": "the judge's model id -> its stand-in, and its GPU settings as the teacher's swaps "
+                              "(null, the teacher, stays null)",
     "ablations.flaw_source.sources": "each source's model id -> its stand-in, and its GPU settings as the student's swaps",
     "data.hub_id": "the fixture in the hub layout (cgd/rehearsal/mirror.py), as an air-gapped cluster sets it",
     "webinstruct_cft.hub_id": "as data.hub_id", "diagnostics.hub_id": "as data.hub_id",
@@ -118,6 +121,8 @@ KEEP = {
     "data.selection", "rollout.backend", "rollout.temperature", "rollout.top_p", "rollout.prompt_file", "rollout.prompt_set",
     "critique.backend", "critique.temperature", "critique.top_p", "critique.prompt_file", "critique.prompt_set",
     "critique.conclusion_followup",
+    "critique_quality.backend", "critique_quality.temperature", "critique_quality.top_p",
+    "critique_quality.rubric_file",
     "refine.backend", "refine.temperature", "refine.top_p", "refine.prompt_file", "refine.prompt_set",
     "refine.incorrect_fraction",
     "refine.mixture_total", "refine.label_source",
@@ -197,21 +202,22 @@ def overlay(raw: dict, scratch: Path, models: dict[str, str]) -> tuple[dict, lis
             over["teacher.dtype"] = "float32"
         teachers[name] = over
     swap("ablations.teacher.teachers", teachers)
-    # A flaw source (rollout.model) keeps the student's settings but for the keys it sets: those get
-    # the student's swaps (one CPU process, a KV cache in GiB, no CUDA graphs).
-    def author(spec):
+    # rollout.model (a flaw source) and critique_quality.model (the judge) keep the student's / teacher's
+    # settings but for the keys they set: those get the role's swaps (one CPU process, GiB KV cache, eager).
+    def author(spec, role="student"):
         if spec is None:
             return None
         spec = dict(spec)
         if "model" in spec:
             spec["model"] = models.get(spec["model"], spec["model"])
         for key, value in SWAP_VALUES.items():
-            if key.startswith("student.") and key.removeprefix("student.") in spec:
-                spec[key.removeprefix("student.")] = value
+            if key.startswith(f"{role}.") and key.removeprefix(f"{role}.") in spec:
+                spec[key.removeprefix(f"{role}.")] = value
         if "dtype" in spec and not bf16_supported():
             spec["dtype"] = "float32"
         return spec
     swap("rollout.model", author(P.lookup(raw, "rollout.model")))
+    swap("critique_quality.model", author(P.lookup(raw, "critique_quality.model"), "teacher"))
     swap("ablations.flaw_source.sources",
          {name: author(spec) for name, spec in (P.lookup(raw, "ablations.flaw_source.sources") or {}).items()})
     hub = scratch / "hub"
@@ -236,7 +242,7 @@ def hub_models(raw: dict) -> list[str]:
     """Every hub model id the profiled params name (student, teacher, Table 8's teachers)."""
     ids = [raw["student"]["model"], raw["teacher"]["model"]]
     ids += [o.get("teacher.model") for o in (raw["ablations"]["teacher"]["teachers"] or {}).values()]
-    ids += [(raw["rollout"].get("model") or {}).get("model")]
+    ids += [(raw["rollout"].get("model") or {}).get("model"), (raw["critique_quality"].get("model") or {}).get("model")]
     ids += [o.get("model") for o in (raw["ablations"].get("flaw_source", {}).get("sources") or {}).values()]
     return [m for m in dict.fromkeys(ids) if m and not Path(m).exists()]
 
@@ -354,7 +360,9 @@ def expected_items(raw: dict) -> set[str]:
 
     main = tables.main_table(raw["data"]["source"], raw["figures"]["paper_model"])  # table1, 3, 6 or 7
     on = {f"Table {main.removeprefix('table')}", "Table 5", "Table 9", "Table 10", "Table 11", "Fig. 2",
-          "Fig. 4", "Fig. 8", "Fig. 9", "Fig. 10", "Fig. 11", "Format drift"}
+          "Fig. 4", "Fig. 8", "Fig. 9", "Fig. 10", "Fig. 11", "Format drift",
+          "pass@k and reasoning length (revised paper)"}
+    on |= {"Critique quality (revised paper)"} if raw["critique_quality"]["rows"] else set()
     ab = raw["ablations"]
     if raw["eval"]["general"]["tasks"]:
         on.add("Table 2")

@@ -13,7 +13,18 @@ from cgd.config import Params, section
 from cgd.config import methods as registry
 from cgd.evaluation import evaluate
 from cgd.experiments.sweeps import ABLATIONS
-from cgd.reporting import appendix_c, critique_content, figures, flaw_source, graders, paper, points, reasoning, tables
+from cgd.reporting import (
+    appendix_c,
+    critique_content,
+    critique_quality,
+    figures,
+    flaw_source,
+    graders,
+    paper,
+    points,
+    reasoning,
+    tables,
+)
 from cgd.reporting.index import NOT_BUILT, index_markdown, provenance_groups
 from cgd.runtime import io, provenance
 
@@ -242,6 +253,23 @@ class Report:
         caption = critique_content.caption(variants, data)
         self._entry(critique_content.ITEM, files, f"done: {len(variants)} variant(s) beside A (the main run)", caption)
         return Shown([tables.to_frame(columns, rows), caption, fig])
+
+    def critique_quality(self, metrics_file: str) -> Shown:
+        """The revised paper's LLM-as-judge table: the judge's scores of the training critiques by
+        the student answer's label, beside the release's."""
+        m = io.read_json(metrics_file) if Path(metrics_file).exists() else {}
+        if m.get("status") != "done":
+            self._not_run(critique_quality.ITEM)
+            return Shown()
+        same = tables.compares_with_paper(self.cfg.student.model, "LLaMA3.1-8B Instruct")
+        columns, rows = critique_quality.table(m, self.reported, same)
+        frame = critique_quality.to_frame(m, columns, rows)
+        files = [self.out / "critique_quality.md", self.out / "critique_quality.csv"]
+        io.write_text(files[0], frame.to_markdown(index=False) + "\n")
+        io.write_text(files[1], tables.to_long(columns, rows).to_csv(index=False))
+        caption = critique_quality.caption(m)
+        self._entry(critique_quality.ITEM, files, f"done: {m['judged']} critiques judged", caption)
+        return Shown([frame, caption])
 
     def reasoning(self) -> Shown:
         """The release's AIME24 table for every evaluated model: pass@1 (greedy), pass@k, and the

@@ -29,6 +29,8 @@ NOT_BUILT = {
                                        "a smaller model of the student's family; not from the paper)",
     "pass@k and reasoning length (revised paper)": "stage 06 (every evaluated model); pass@k with "
                                                    "eval.pass_at_k.benchmarks, e.g. [aime24]",
+    "Critique quality (revised paper)": "critique_quality.rows > 0 (stage critique_quality; paper: 20,000): a judge "
+                                        "scores stage 03's critiques on informativeness and specificity",
     "Critique content (revised paper)": "ablations.critique_content.variants, e.g. [irrelevant, generic] for "
                                         "methods [cgd] (the release README's conditions B and C; A is the main run)",
 }

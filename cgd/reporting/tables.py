@@ -78,7 +78,7 @@ class Cell:
         run = NOT_RUN if self.run is None else f"{self.run:.{d}f}"
         if self.run is not None and self.sd is not None:
             run += f" ± {self.sd:.{d}f}"
-        elif self.run is not None and self.ci_low is not None:
+        if self.run is not None and self.ci_low is not None:
             run += f" [{self.ci_low:.{d}f}, {self.ci_high:.{d}f}]"
         if self.run is not None and self.p_value is not None:
             run += f" p={self.p_value:.2g}"
