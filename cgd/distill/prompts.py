@@ -99,6 +99,7 @@ FIELDS = {
     "rollout": {"question"},
     "critique": {"question", "student_answer"},
     "refine": {"question", "student_answer", "critique"},
+    "critique_quality": {"question", "student_answer", "critique"},  # the judge's rubric (cgd/evaluation/critique_quality.py)
     "conclusion_followup": {"question", "student_answer", "critique"},
 }
 PROMPT_SETS = ("ours", "authors")
@@ -132,7 +133,7 @@ def builtin(stage: str, prompt_set: str = "ours") -> Prompt:
     return Prompt(stage, OURS[stage], f"{stage}-{VERSIONS.get(stage, VERSION)}", OURS_SYSTEM.get(stage))
 
 
-def _read_file(stage: str, prompt_file: str) -> tuple[str, str | None, str]:
+def _read_file(stage: str, prompt_file: str) -> tuple[str, str | None, str, str | None]:
     """(user template, system turn or None, the file's text) from a prompt file.
 
     A .yaml/.yml/.json file is a mapping with `user` (the template) and optionally `system` (a
@@ -140,26 +141,26 @@ def _read_file(stage: str, prompt_file: str) -> tuple[str, str | None, str]:
     the stage's built-in system turn (ours) is kept."""
     text = Path(prompt_file).read_text(encoding="utf-8")
     if Path(prompt_file).suffix.lower() not in (".yaml", ".yml", ".json"):
-        return text, OURS_SYSTEM.get(stage), text
+        return text, OURS_SYSTEM.get(stage), text, None
     doc = yaml.safe_load(text)
-    if not isinstance(doc, dict) or not isinstance(doc.get("user"), str) or set(doc) - {"system", "user"}:
+    if not isinstance(doc, dict) or not isinstance(doc.get("user"), str) or set(doc) - {"system", "user", "version"}:
         raise ValueError(f"{stage}.prompt_file {prompt_file} must be a mapping with a `user` template and "
-                         f"optionally a `system` turn (string or null), and nothing else")
+                         f"optionally a `system` turn (string or null) and a `version`, and nothing else")
     system = doc.get("system")
     if system is not None and not isinstance(system, str):
         raise ValueError(f"{stage}.prompt_file {prompt_file}: `system` must be a string or null")
-    return doc["user"], system, text
+    return doc["user"], system, text, None if doc.get("version") is None else str(doc["version"])
 
 
 def load(stage: str, prompt_file: str | None = None, prompt_set: str = "ours") -> Prompt:
     """The stage's prompt: the built-in one of `prompt_set`, or the one in `prompt_file`."""
     if prompt_file is None:
         return builtin(stage, prompt_set)
-    template, system, text = _read_file(stage, prompt_file)
+    template, system, text, version = _read_file(stage, prompt_file)
     used = {name for _, name, _, _ in string.Formatter().parse(template) if name}
     if used != FIELDS[stage]:
         raise ValueError(
             f"{stage}.prompt_file {prompt_file} uses fields {sorted(used)}; the {stage} prompt must "
             f"use exactly {sorted(FIELDS[stage])} (write literal braces as {{{{ }}}})")
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]
-    return Prompt(stage, template, f"custom:{digest}", system)
+    return Prompt(stage, template, version or f"custom:{digest}", system)

@@ -16,16 +16,15 @@ scores >= 4 and the share at maximum informativeness (CIs); across labels: the d
 
 from __future__ import annotations
 
-import hashlib
 import math
 import random
 import re
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from cgd.config import Params
+from cgd.distill import prompts
 from cgd.distill.prompts import Prompt
 from cgd.distill.status import OK
 from cgd.evaluation import stats
@@ -36,24 +35,12 @@ from cgd.runtime import shards
 RUBRIC_FILE = Path(__file__).with_name("critique_rubric.yaml")
 SCORES = ("informativeness", "specificity")
 LABELS = ("wrong", "right")  # the student's answer, by the verifier
-FIELDS = {"question", "student_answer", "critique"}
 
 
 def load_rubric(path: str | Path | None = None) -> Prompt:
-    """The judge's prompt: a YAML file with `version`, `system` (or null) and `user` (a template over
-    question, student_answer and critique)."""
-    path = Path(path) if path else RUBRIC_FILE
-    raw = path.read_text(encoding="utf-8")
-    doc = yaml.safe_load(raw)
-    if not isinstance(doc, dict) or not isinstance(doc.get("user"), str) or set(doc) - {"version", "system", "user"}:
-        raise ValueError(f"{path} must be a mapping with a `user` template and optionally `version` and `system`")
-    import string
-
-    used = {name for _, name, _, _ in string.Formatter().parse(doc["user"]) if name}
-    if used != FIELDS:
-        raise ValueError(f"{path}: the rubric uses fields {sorted(used)}; it must use exactly {sorted(FIELDS)}")
-    version = doc.get("version") or f"custom:{hashlib.sha256(raw.encode()).hexdigest()[:12]}"
-    return Prompt("critique_quality", doc["user"], str(version), doc.get("system"))
+    """The judge's prompt: a prompt file (cgd/distill/prompts.py) with `version`, `system` and a `user`
+    template over question, student_answer and critique."""
+    return prompts.load("critique_quality", str(path or RUBRIC_FILE))
 
 
 # One score per line, its label first: "Informativeness: 4", "**Specificity**: 5/5". A template
