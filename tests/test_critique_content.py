@@ -228,6 +228,13 @@ def test_gather_reads_the_points_and_their_data_reports(tmp_path, raw_params):
     assert variants == ["generic"] and rows["delta_cgd@content=generic"]["gsm8k"].run == -50.0
     assert "generic-critique-v1" in report.caption(variants, data)
     assert report.gather([], {}, str(samples), cfg, paper.load(), False) is None
+    # a point whose answers are not in the workspace (metrics in git, samples a DVC output not
+    # pulled): its means still show, its paired difference is not run
+    (tmp_path / "generic.jsonl").unlink()
+    _, rows, _, _ = report.gather([pt], {"base": _acc(gsm8k=1.0), "cgd-seed0": _acc(gsm8k=75.0)},
+                                  str(samples), cfg, paper.load(), False)
+    assert rows["delta_cgd@content=generic"]["gsm8k"].run is None
+    assert rows["cgd@content=generic"]["gsm8k"].run == 25.0
 
 
 def test_the_release_numbers_are_transcribed():

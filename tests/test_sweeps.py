@@ -407,6 +407,9 @@ def test_lr_sweep_through_dvc_caches_two_points_and_draws_fig7(tmp_path, tiny_mo
         assert (f / "runs/05_train.ipynb").exists() and (f / "runs/06_eval.ipynb").exists()
     m = read_json(repo / "metrics/ablations/lr/cgd-lr0.01-seed0.json")
     assert m["ablation"] == "lr" and m["values"]["train.lr"] == 0.01 and "gsm8k" in m["eval"]["06_eval"]["benchmarks"]
+    # a point's accuracy carries the rule that graded it, as the main runs' metrics do
+    assert m["eval"]["06_eval"]["benchmarks"]["gsm8k"]["grader"] == read_json(repo / "metrics/eval/base.json")[
+        "benchmarks"]["gsm8k"]["grader"]
 
     second = run("repro", "--single-item", *points)
     assert second.returncode == 0 and second.stdout.count("didn't change, skipping") == 2, second.stdout

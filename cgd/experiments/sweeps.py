@@ -364,7 +364,8 @@ def collect(point: Path, steps: list[Step], values: dict, overrides: dict, ablat
             result["eval"][step.label] = {
                 "model": m.get("model"), "epoch": step.epoch, "groups": m.get("groups"),
                 "samples": str(Path(step.parameters["out_dir"]) / "samples.jsonl"),
-                "benchmarks": {b: {"group": v.get("group"), "accuracy": v["accuracy"]}
+                # the grader too: tables tag every accuracy with the rule that graded it
+                "benchmarks": {b: {"group": v.get("group"), "accuracy": v["accuracy"], "grader": v.get("grader")}
                                for b, v in m.get("benchmarks", {}).items()}}
     return result
 

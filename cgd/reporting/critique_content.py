@@ -12,8 +12,7 @@ from __future__ import annotations
 from cgd.config import Params
 from cgd.distill import critique_content as content
 from cgd.reporting import tables
-from cgd.reporting.points import paired_with_main, run_metrics
-from cgd.runtime import io
+from cgd.reporting.points import add_answers, paired_with_main, run_metrics
 
 ITEM = "Critique content (revised paper)"  # its INDEX.md entry
 PAPER_TABLE = "critique_content"  # data/paper/paper_numbers.csv rows (method cgd, setting <condition>:mean|sd)
@@ -99,8 +98,7 @@ def gather(points: list[dict], metrics: dict[str, dict], samples_dir: str, cfg: 
         v = p["values"]
         name, ev = run_metrics(p)
         by_variant.setdefault(v["critique_content"], {})[name] = ev
-        answers.setdefault(v["critique_content"], {}).setdefault(v["method"], {})[v["seed"]] = \
-            list(io.read_jsonl(ev["samples"]))
+        add_answers(answers, v["critique_content"], p, ev)
         data.setdefault(v["critique_content"], {k: x for k, x in (p.get("critique_content") or {}).items()
                                                 if k != "provenance"})
     paired = paired_with_main(answers, own_samples, cfg)

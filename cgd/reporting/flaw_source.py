@@ -17,7 +17,7 @@ from pathlib import Path
 
 from cgd.config import Params
 from cgd.reporting import tables
-from cgd.reporting.points import paired_with_main, run_metrics
+from cgd.reporting.points import add_answers, paired_with_main, run_metrics
 from cgd.runtime import io
 
 ITEM = "Flaw sources (beyond the paper)"  # its INDEX.md entry
@@ -40,7 +40,7 @@ def gather(points: list[dict], metrics: dict[str, dict], samples_dir: str | Path
         v = p["values"]
         name, ev = run_metrics(p)
         by_source.setdefault(v["flaw_source"], {})[name] = ev
-        answers.setdefault(v["flaw_source"], {}).setdefault(v["method"], {})[v["seed"]] = list(io.read_jsonl(ev["samples"]))
+        add_answers(answers, v["flaw_source"], p, ev)
     paired = paired_with_main(answers, own_samples, cfg)
     data = {tables.OWN: tables.flaw_source_stats(*(io.read_json(Path(reports_dir) / f"{r}.json") for r in REPORTS))}
     for source, p in generated.items():

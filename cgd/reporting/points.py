@@ -75,6 +75,24 @@ def run_metrics(point: dict, label: str | None = None) -> tuple[str, dict]:
     return f"{point['values']['method']}-seed{point['values']['seed']}", ev
 
 
+def graded_answers(ev: dict) -> list[dict] | None:
+    """A point evaluation's graded samples, or None where its samples file is not in the workspace
+    (a DVC output not pulled: the point's metrics are in git, its answers are not)."""
+    from cgd.runtime.io import read_jsonl
+
+    path = ev.get("samples")
+    return list(read_jsonl(path)) if path and Path(path).exists() else None
+
+
+def add_answers(answers: dict[str, dict[str, dict[int, list[dict]]]], kind: str, point: dict, ev: dict) -> None:
+    """Files a point's graded samples under kind -> method -> seed for paired_with_main; a point
+    whose samples are absent adds none, so its paired differences show as not run."""
+    graded = graded_answers(ev)
+    v = point["values"]
+    if graded is not None:
+        answers.setdefault(kind, {}).setdefault(v["method"], {})[v["seed"]] = graded
+
+
 def paired_with_main(answers: dict[str, dict[str, dict[int, list[dict]]]], main_samples: dict[str, list[dict]],
                      cfg: Params) -> dict[str, dict[str, dict]]:
     """Each point kind's runs paired with the main runs on the same problems and seeds: `answers` maps
