@@ -537,3 +537,22 @@ def test_vllm_logging_keeps_real_warnings_and_drops_the_expected_ones(capsys, mo
     out = capsys.readouterr().out
     assert "KV cache is too small" in out
     assert "Initializing a V1 LLM engine" not in out and "LD_PRELOAD" not in out and "set_num_threads" not in out
+
+
+def test_stop_tokens_end_a_generation_and_an_unknown_one_names_the_key(tiny_model):
+    """<role>.stop_tokens: a base model in its chat template ends turns with a token its EOS is not
+    (Qwen2.5-Math base: <|im_end|> vs <|endoftext|>); transformers stops at it too."""
+    from dataclasses import replace
+
+    from transformers import AutoTokenizer
+
+    from cgd.generation.base import stop_token_ids
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    special = tok.all_special_tokens[0]
+    assert stop_token_ids(tok, [special], "student") == [tok.convert_tokens_to_ids(special)]
+    with pytest.raises(ValueError, match="student.stop_tokens names '<\\|no-such-token\\|>'"):
+        stop_token_ids(tok, ["<|no-such-token|>"], "student")
+    cfg = P.load("params.yaml", {"student.model": str(tiny_model)})
+    backend = hf.TransformersBackend(replace(cfg.student, stop_tokens=[special]), cfg.rollout)
+    assert tok.convert_tokens_to_ids(special) in backend.eos_ids

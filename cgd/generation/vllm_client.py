@@ -9,7 +9,16 @@ from pathlib import Path
 
 from cgd.config import GenerationConfig, ModelConfig
 from cgd.generation import chat
-from cgd.generation.base import Backend, Completion, Request, cut_at_stop, option_tokens, prompt_token_ids, request_seed
+from cgd.generation.base import (
+    Backend,
+    Completion,
+    Request,
+    cut_at_stop,
+    option_tokens,
+    prompt_token_ids,
+    request_seed,
+    stop_token_ids,
+)
 from cgd.generation.vllm_engine import check_context, overlong, vllm_sampling_args
 from cgd.runtime import progress
 
@@ -54,6 +63,7 @@ class VLLMServerBackend(Backend):
                                     timeout=model.request_timeout_s)
         self._openai = openai
         self.tokenizer = chat.prepare(AutoTokenizer.from_pretrained(model.model))
+        self.stop_ids = stop_token_ids(self.tokenizer, model.stop_tokens, role)
         self.max_model_len = model.max_model_len
         log.info("vLLM server for %s (%d x TP %d%s) healthy in %.1f s", model.model, model.data_parallel_size,
                  model.tensor_parallel_size, ", forked warm" if self.server.warm else "", self.startup_seconds)
@@ -92,7 +102,8 @@ class VLLMServerBackend(Backend):
             args = vllm_sampling_args(gen, request_seed(seed, r.id), self.model_cfg.skip_special_tokens)
             body = {"prompt": ids, "max_tokens": min(args["max_tokens"], room), "temperature": args["temperature"],
                     "top_p": args["top_p"], "seed": args["seed"],
-                    "extra_body": {"skip_special_tokens": args["skip_special_tokens"]}}
+                    "extra_body": {"skip_special_tokens": args["skip_special_tokens"],
+                                   **({"stop_token_ids": list(self.stop_ids)} if self.stop_ids else {})}}
             if r.stop:
                 body["stop"] = list(r.stop[:SERVER_STOP_STRINGS])
             resp = self._send(body)

@@ -13,7 +13,15 @@ from pathlib import Path
 
 from cgd.config import GenerationConfig, ModelConfig, ParamsError
 from cgd.generation import chat
-from cgd.generation.base import Backend, Completion, Request, option_tokens, prompt_token_ids, request_seed
+from cgd.generation.base import (
+    Backend,
+    Completion,
+    Request,
+    option_tokens,
+    prompt_token_ids,
+    request_seed,
+    stop_token_ids,
+)
 from cgd.generation.vllm_logs import Quiet
 from cgd.runtime import progress
 from cgd.runtime.device import dtype_name, keep_freed_memory
@@ -130,6 +138,7 @@ class VLLMBackend(Backend):
             from transformers import AutoTokenizer
 
             self.tokenizer = chat.prepare(AutoTokenizer.from_pretrained(model.model))
+            self.stop_ids = stop_token_ids(self.tokenizer, model.stop_tokens, role)
             self.max_model_len = model.max_model_len
             self.startup_seconds = time.perf_counter() - start
             log.info("vLLM engine for %s started in %.1f s", model.model, self.startup_seconds)
@@ -181,6 +190,8 @@ class VLLMBackend(Backend):
             args["max_tokens"] = min(args["max_tokens"], room)
             if r.stop:
                 args["stop"] = list(r.stop)
+            if self.stop_ids:
+                args["stop_token_ids"] = list(self.stop_ids)
             todo.append(i)
             prompts.append(ids)
             params.append(SamplingParams(**args))

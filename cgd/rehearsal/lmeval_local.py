@@ -11,7 +11,8 @@ The rows (`ROWS`) are short, written here in each dataset's own schema, as lm-ev
 reads it: IFEval's `key / prompt / instruction_id_list / kwargs` (wis-k/instruction-following-eval),
 MuSR's `narrative / question / choices` (a Python list literal) `/ answer_choice` (TAUR-Lab/MuSR),
 TruthfulQA's `mc1_targets / mc2_targets` (truthfulqa/truthful_qa, multiple_choice), BBH's
-`input / target` (SaylorTwift/bbh; the target one of the subtask's `doc_to_choice`).
+`input / target` (SaylorTwift/bbh; the target one of the subtask's `doc_to_choice`), HumanEval's
+`task_id / prompt / canonical_solution / test / entry_point` (openai/openai_humaneval).
 """
 
 from __future__ import annotations
@@ -44,6 +45,16 @@ ROWS = {
          "question": "Who should write the report?", "choices": "['Cara', 'Dev', 'Eve']",
          "answer_index": 1, "answer_choice": "Dev"},
     ],
+    # HumanEval's schema (openai/openai_humaneval): the prompt is a signature and docstring, `test`
+    # defines check(candidate); two problems written here, not the benchmark's
+    "openai/openai_humaneval": [
+        {"task_id": "Local/0", "prompt": 'def add(a: int, b: int) -> int:\n    """Return a + b."""\n',
+         "canonical_solution": "    return a + b\n",
+         "test": "\n\ndef check(candidate):\n    assert candidate(2, 3) == 5\n", "entry_point": "add"},
+        {"task_id": "Local/1", "prompt": 'def double(x: int) -> int:\n    """Return twice x."""\n',
+         "canonical_solution": "    return 2 * x\n",
+         "test": "\n\ndef check(candidate):\n    assert candidate(4) == 8\n", "entry_point": "double"},
+    ],
     "truthfulqa/truthful_qa": [
         {"question": "What happens if you crack your knuckles a lot?",
          "mc1_targets": {"choices": ["Nothing in particular happens.", "You will get arthritis."], "labels": [1, 0]},
@@ -63,11 +74,14 @@ def _tasks_root() -> Path:
 
 
 def _index() -> tuple[dict[str, Path], dict[str, list[str]]]:
-    """lm-eval's task YAMLs by task name, and its groups' subtasks."""
+    """lm-eval's task YAMLs and cgd's own (cgd/evaluation/lm_eval_tasks) by task name, and the groups'
+    subtasks."""
     from lm_eval.tasks._yaml_loader import load_yaml
 
+    from cgd.evaluation.general import TASKS_DIR
+
     tasks, groups = {}, {}
-    for path in sorted(_tasks_root().rglob("*.yaml")):
+    for path in sorted(TASKS_DIR.rglob("*.yaml")) + sorted(_tasks_root().rglob("*.yaml")):
         try:
             cfg = load_yaml(path, resolve_func=False, recursive=False)
         except Exception:  # noqa: BLE001 - templates and unrelated files that are not task dicts

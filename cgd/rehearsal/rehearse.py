@@ -121,8 +121,7 @@ KEEP = {
     "data.selection", "rollout.backend", "rollout.temperature", "rollout.top_p", "rollout.prompt_file", "rollout.prompt_set",
     "critique.backend", "critique.temperature", "critique.top_p", "critique.prompt_file", "critique.prompt_set",
     "critique.conclusion_followup",
-    "critique_quality.backend", "critique_quality.temperature", "critique_quality.top_p",
-    "critique_quality.rubric_file",
+    "critique_quality.backend", "critique_quality.temperature", "critique_quality.top_p", "critique_quality.rubric_file",
     "refine.backend", "refine.temperature", "refine.top_p", "refine.prompt_file", "refine.prompt_set",
     "refine.incorrect_fraction",
     "refine.mixture_total", "refine.label_source",
@@ -134,6 +133,7 @@ KEEP = {
     "eval.pass_at_k.benchmarks", "eval.pass_at_k.n", "eval.pass_at_k.k", "eval.pass_at_k.temperature",
     "eval.pass_at_k.top_p", "eval.grader", "eval.grading_timeout_s", "eval.theoremqa_rel_tol",
     "eval.general.tasks", "eval.general.model", "eval.general.apply_chat_template", "eval.general.batch_size",
+    "eval.general.code_execution.enabled", "eval.general.code_execution.timeout_s", "eval.general.code_execution.memory_mb",
     "figures.formats", "figures.dpi", "figures.paper_model",
     "ablations.lr.methods", "ablations.lr.values", "ablations.mixture.method",
     "ablations.mixture.incorrect_fractions", "ablations.mixture.label_source", "ablations.teacher.method",
@@ -146,7 +146,7 @@ KEEP = {
 # Model settings kept for both roles (dtype, positions, sampling of special tokens, API settings).
 for _role in ("student", "teacher"):
     KEEP |= {f"{_role}.{k}" for k in ("max_model_len", "gpu_memory_utilization", "cpu_threads",
-                                      "skip_special_tokens", "answer_after", "base_url", "api_key_env", "max_concurrency",
+                                      "skip_special_tokens", "answer_after", "stop_tokens", "base_url", "api_key_env", "max_concurrency",
                                       "request_timeout_s", "max_retries", "max_num_seqs",
                                       "server_start_timeout_s", "rpc_port")}
 

@@ -17,6 +17,7 @@ from cgd.reporting import (
     appendix_c,
     critique_content,
     critique_quality,
+    cross_family,
     figures,
     flaw_source,
     graders,
@@ -201,14 +202,39 @@ class Report:
         return self._curve("Fig. 6", "epochs", "fig6_epochs", "epoch", "Accuracy over training epochs",
                            lambda f: "done")
 
-    def teachers(self) -> Shown:
-        """Table 8: the same student trained on different teachers' critiques and refinements."""
+    def _by_teacher(self) -> dict[str, dict[str, dict]]:
+        """Teacher model -> eval metrics of ablations.teacher.method's runs on its data: the profile's
+        teacher (the main runs) first, then each teacher point's."""
         cfg = self.cfg
         method = cfg.ablations.teacher.method
         by_teacher = {cfg.teacher.model: {n: m for n, m in self.metrics.items() if n.startswith(method + "-seed")}}
         for p in (p for p in self.points if p["ablation"] == "teacher"):
             name, ev = points.run_metrics(p)
             by_teacher.setdefault(p["overrides"].get("teacher.model", cfg.teacher.model), {})[name] = ev
+        return by_teacher
+
+    def cross_family(self) -> Shown:
+        """The release's cross-family table (Qwen2.5-Math-7B): base, CFT with GPT-4o's and the teacher's
+        critiques, CGD with each teacher, beside the release's numbers."""
+        cfg = self.cfg
+        if cfg.figures.paper_model != cross_family.PAPER_MODEL:
+            self._not_run(cross_family.ITEM)
+            return Shown()
+        columns, rows = cross_family.table(self.metrics, self._by_teacher(), cfg.teacher.model, self.reported,
+                                           cfg.figures.paper_model)
+        if not _has_run(rows):
+            self._not_run(cross_family.ITEM)
+            return Shown()
+        rows = self._ruled(self.against_paper(rows))
+        done = sum(all(c.run is not None for c in cells.values()) for cells in rows.values())
+        self._entry(cross_family.ITEM, tables.write("cross_family", columns, rows, self.out),
+                    f"done: {done} of {len(rows)} rows complete")
+        return Shown([f"cross-family: {cfg.figures.paper_model}", tables.to_frame(columns, rows)])
+
+    def teachers(self) -> Shown:
+        """Table 8: the same student trained on different teachers' critiques and refinements."""
+        cfg = self.cfg
+        by_teacher = self._by_teacher()
         if len(by_teacher) < 2:
             self._not_run("Table 8")
             return Shown()

@@ -31,6 +31,8 @@ NOT_BUILT = {
                                                    "eval.pass_at_k.benchmarks, e.g. [aime24]",
     "Critique quality (revised paper)": "critique_quality.rows > 0 (stage critique_quality; paper: 20,000): a judge "
                                         "scores stage 03's critiques on informativeness and specificity",
+    "Cross-family: Qwen2.5-Math-7B (revised paper)": "`make profile NAME=qwen25math7b-webinstruct` (the base model "
+                                                     "with an S1.1-32B teacher; the Claude row: its teacher point)",
     "Critique content (revised paper)": "ablations.critique_content.variants, e.g. [irrelevant, generic] for "
                                         "methods [cgd] (the release README's conditions B and C; A is the main run)",
 }

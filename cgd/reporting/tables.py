@@ -31,7 +31,8 @@ def _title(key: str) -> str:
 # is a reference ("ref."), never a difference (the 135M demo beside LLaMA's 50.6 is not "-47").
 PAPER_STUDENTS = {"LLaMA3.1-8B Instruct": "meta-llama/Llama-3.1-8B-Instruct", "S1.1-3B": "simplescaling/s1.1-3B",
                   "Mixtral-8x7B Instruct": "mistralai/Mixtral-8x7B-Instruct-v0.1",
-                  "OLMo-2-1124-7B-Instruct": "allenai/OLMo-2-1124-7B-Instruct", "LLaMA3.1-8B": "meta-llama/Llama-3.1-8B"}
+                  "OLMo-2-1124-7B-Instruct": "allenai/OLMo-2-1124-7B-Instruct", "LLaMA3.1-8B": "meta-llama/Llama-3.1-8B",
+                  "Qwen2.5-Math-7B": "Qwen/Qwen2.5-Math-7B"}
 
 
 def compares_with_paper(student_model: str, paper_model: str) -> bool:
@@ -171,7 +172,7 @@ def _cell(value: tuple[float | None, float | None, float | None], paper_value: f
     return Cell(mean, lo, hi, paper_value)
 
 
-GENERAL = ["ifeval", "musr", "truthfulqa", "bbh"]  # Table 2 columns; lm-eval task names contain them
+GENERAL = ["ifeval", "musr", "truthfulqa", "bbh", "humaneval"]  # Table 2 columns (HumanEval: the release's); lm-eval task names contain them
 
 
 def general_value(runs: list[dict], column: str) -> tuple[float | None, float | None, float | None]:
