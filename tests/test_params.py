@@ -172,8 +172,8 @@ def test_every_profile_applies_and_validates(profile, tmp_path):
     cfg = P.load(tmp_path / "params.yaml", dvc_yaml=REPO / "dvc.yaml")
     # Table 5 of the paper holds for every paper profile.
     t = cfg.train
-    # Table 5's max length, except where the student has fewer positions (OLMo-2: 4096).
-    max_length = {"olmo-webinstruct.yaml": 4096}.get(profile, 8192)
+    # Table 5's max length, except where the student has fewer positions (OLMo-2, Qwen2.5-Math: 4096).
+    max_length = {"olmo-webinstruct.yaml": 4096, "qwen25math7b-webinstruct.yaml": 4096}.get(profile, 8192)
     assert (t.global_batch_size, t.lr, t.lr_scheduler, t.max_length, t.epochs,
             t.warmup_ratio) == (64, 1e-6, "cosine", max_length, 1.0, 0.1)
     assert t.optimizer == "adamw_torch_fused" and t.logging_steps == 10  # AdamW, one kernel per step

@@ -109,6 +109,8 @@ def test_every_stage_is_exercised_by_some_rehearsal(tmp_path):
     # The profile with the most stages and every stage kind is named; CI rehearses a real profile.
     widest = max(by_profile, key=lambda p: (len({s.split("@")[0] for s in by_profile[p]}), len(by_profile[p])))
     assert rehearsal.WIDEST_PROFILE == widest and rehearsal.CI_PROFILE in by_profile
+    # CI's rehearsal covers the critique-content ablation (issue 41)
+    assert any(s.startswith("ablate_critique_content@") for s in by_profile[rehearsal.CI_PROFILE])
     assert {s.split("@")[0] for s in by_profile[widest]} == declared
     # The paper's grids: 84 stages for the main setting (18 trainings, 19 evaluations, 36 ablation points),
     # with the flaw-source ablation's source (one stages 02-04 point, CGD trained on it at 3 seeds) and

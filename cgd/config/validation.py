@@ -329,10 +329,11 @@ def _validate_ablations(params: Params, raw: dict, produced: set[str]) -> None:
                                   "changes more than the teacher",
                                   f"only {', '.join(s + '.*' for s in TEACHER_SECTIONS)} keys may differ")
         try:  # the teacher's settings must be valid params themselves
-            teacher = build(apply_overrides(raw, overrides)).teacher
+            built = build(apply_overrides(raw, overrides))
         except ParamsError as exc:
             raise ParamsError(f"ablations.teacher.teachers.{name}", f"sets an invalid value: {exc}") from exc
-        _check_model(f"ablations.teacher.teachers.{name}.teacher.model", teacher.model, produced)
+        if {built.critique.backend, built.refine.backend} & set(LOCAL_BACKENDS):  # not an API's model name
+            _check_model(f"ablations.teacher.teachers.{name}.teacher.model", built.teacher.model, produced)
     _validate_flaw_sources(params, raw, produced)
     _validate_critique_content(params)
 

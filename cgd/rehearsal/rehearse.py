@@ -82,7 +82,8 @@ EXTRA_ROWS = {"TIGER-Lab/WebInstructSub": 24, "meta-math/MetaMathQA": 24, "nvidi
 SWAP_KEYS = {
     "student.model": "a stand-in in the model's shape (cgd/rehearsal/standins.py); hub weights cannot be downloaded here",
     "teacher.model": "as student.model",
-    "ablations.teacher.teachers": "each teacher's model id -> its stand-in, tensor parallel 1; other overrides kept",
+    "ablations.teacher.teachers": "each teacher's model id -> its stand-in, tensor parallel 1; a teacher behind an API "
+                                  "(backend openai) served here as the others are; other overrides kept",
     "rollout.model": "its model id -> its stand-in, and its GPU settings as the student's swaps (null stays null)",
     "critique_quality.model": "the judge's model id -> its stand-in, and its GPU settings as the teacher's swaps "
                               "(null, the teacher, stays null)",
@@ -97,8 +98,7 @@ SWAP_KEYS = {
     "teacher.kv_cache_gib": "as student",
     "student.dtype": "float32 only where this CPU has no bf16 instructions (AMX, AVX512-BF16): torch "
                      "emulates bf16 there, 12x slower per matmul (kept where it has them)",
-    "teacher.dtype": "as student.dtype",
-    "student.data_parallel_size": "1: one engine replica on this machine's cores",
+    "teacher.dtype": "as student.dtype", "student.data_parallel_size": "1: one engine replica on this machine's cores",
     "teacher.data_parallel_size": "as student.data_parallel_size",
     "student.nodes": "1: this machine is the only node", "teacher.nodes": "as student.nodes",
     "student.head_address": "null: one node", "teacher.head_address": "as student.head_address",
@@ -174,8 +174,7 @@ def overlay(raw: dict, scratch: Path, models: dict[str, str]) -> tuple[dict, lis
     to, why). `models` maps each hub model id to its stand-in folder."""
     from cgd.runtime.device import bf16_supported
 
-    out: dict = {}
-    swaps: list[dict] = []
+    out, swaps = {}, []  # the overlay, and every swap it makes
 
     def swap(key, value):
         before = P.lookup(raw, key)
@@ -192,14 +191,15 @@ def overlay(raw: dict, scratch: Path, models: dict[str, str]) -> tuple[dict, lis
         swap(f"{role}.model", models.get(P.lookup(raw, f"{role}.model"), P.lookup(raw, f"{role}.model")))
     teachers = {}
     for name, over in (P.lookup(raw, "ablations.teacher.teachers") or {}).items():
-        over = dict(over)
+        over = {**over, **{k: 1 for k in ("teacher.tensor_parallel_size", "teacher.data_parallel_size", "teacher.nodes")
+                           if k in over}}
         if over.get("teacher.model") in models:
             over["teacher.model"] = models[over["teacher.model"]]
-        for key in ("teacher.tensor_parallel_size", "teacher.data_parallel_size", "teacher.nodes"):
-            if key in over:
-                over[key] = 1
         if "teacher.dtype" in over and not bf16_supported():
             over["teacher.dtype"] = "float32"
+        if "openai" in (over.get("critique.backend"), over.get("refine.backend")):  # an API teacher: served here
+            over = {k: raw[k.split(".")[0]]["backend"] if k.endswith(".backend") else v for k, v in over.items()
+                    if k not in ("teacher.base_url", "teacher.api_key_env")}
         teachers[name] = over
     swap("ablations.teacher.teachers", teachers)
     # rollout.model (a flaw source) and critique_quality.model (the judge) keep the student's / teacher's

@@ -14,8 +14,8 @@ after random initialisation each stand-in takes a few seconds of training on a s
 family's own rendering. What it writes is nonsense; its shape is real.
 
 The templates are the models' own: LLaMA-3.1/3.3 and Qwen2.5 (s1.1's base) as TRL ships copies of
-them (trl/chat_templates, kept there to recognise these models), Mixtral-8x7B-Instruct-v0.1's and
-OLMo-2-1124-Instruct's from their tokenizer_config.json.
+them (trl/chat_templates, kept there to recognise these models), Qwen2.5-Math's as Qwen2.5's with its
+math system turn, Mixtral-8x7B-Instruct-v0.1's and OLMo-2-1124-Instruct's from their tokenizer_config.json.
 """
 
 from __future__ import annotations
@@ -52,6 +52,12 @@ def _trl_template(name: str) -> str:
     return resources.files("trl").joinpath("chat_templates", f"{name}.jinja").read_text()
 
 
+# Qwen2.5's template with another default system turn: Qwen2.5-Math's tokenizer_config.json ships
+# Qwen2.5's (tools and all) but, without a system message, opens with this one.
+QWEN_DEFAULT_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+SYSTEMS = {"math": "Please reason step by step, and put your final answer within \\\\boxed{}."}
+
+
 @dataclass(frozen=True)
 class Family:
     name: str
@@ -69,7 +75,12 @@ class Family:
 
     def chat_template(self) -> str | None:
         if self.template and self.template.startswith("trl:"):
-            return _trl_template(self.template[4:])
+            name, _, system = self.template[4:].partition("+")
+            text = _trl_template(name)
+            if system:  # "trl:qwen2_5+math": the same template, another default system turn
+                assert QWEN_DEFAULT_SYSTEM in text, f"TRL's {name} template no longer has Qwen's default system turn"
+                text = text.replace(QWEN_DEFAULT_SYSTEM, SYSTEMS[system])
+            return text
         return self.template
 
 
@@ -101,6 +112,13 @@ FAMILIES = {
     "qwen2.5-instruct": Family("qwen2.5-instruct", "qwen2", "trl:qwen2_5", _QWEN_SPECIALS, None, "<|im_end|>",
                                ("<|im_end|>", "<|endoftext|>"), "<|endoftext|>", 32768,
                                {"rope_theta": 1e6, "use_sliding_window": False, "tie_word_embeddings": True}),
+    # Qwen2.5-Math base (the release's cross-family student): Qwen2.5's chat template with the math system
+    # turn, but a base model's EOS and generation_config: <|endoftext|> only, so its turns end with a token
+    # (<|im_end|>) that does not stop it (the profile's student.stop_tokens). 4096 positions, RoPE theta 1e4.
+    "qwen2.5-math": Family("qwen2.5-math", "qwen2", "trl:qwen2_5+math", _QWEN_SPECIALS, None, "<|endoftext|>",
+                           ("<|endoftext|>",), "<|endoftext|>", 4096,
+                           {"rope_theta": 10000.0, "use_sliding_window": False, "sliding_window": 4096,
+                            "tie_word_embeddings": False}),
     # Mistral-7B-Instruct-v0.1, Mixtral's dense sibling: the same [INST] layout and tokens (the stand-in
     # reuses Mixtral-v0.1's template; Mistral's own tokenizer_config.json was not read here)
     "mistral-instruct": Family("mistral-instruct", "mistral", MIXTRAL_TEMPLATE, ("<unk>", "<s>", "</s>"),
@@ -126,6 +144,11 @@ HUB_MODELS = {
     "meta-llama/Llama-3.2-3B": ("llama3-base", {"tie_word_embeddings": True, "rope_scaling": {
         **_LLAMA3_ROPE["rope_scaling"], "factor": 32.0}}),
     "Qwen/Qwen2.5-1.5B-Instruct": ("qwen2.5-instruct", {}),
+    "Qwen/Qwen2.5-Math-7B": ("qwen2.5-math", {}),
+    "Qwen/Qwen2.5-Math-1.5B": ("qwen2.5-math", {"tie_word_embeddings": True}),  # its flaw source; 1.5B ties them
+    # A model behind an API (a teacher with backend openai) has no public shape: its stand-in is a chat
+    # model of a family the rehearsal already builds, served locally, only so the stages run.
+    "claude-3-7-sonnet-20250219": ("qwen2.5-instruct", {"num_hidden_layers": 3}),
     "mistralai/Mistral-7B-Instruct-v0.1": ("mistral-instruct", {}),
     # OLMo-2's 1B (April 2025); the stand-in reuses the 1124 models' template (its own was not read here)
     "allenai/OLMo-2-0425-1B-Instruct": ("olmo2-instruct", {}),
