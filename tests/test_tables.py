@@ -199,3 +199,36 @@ def test_the_reports_rule_reads_every_evaluation_a_point_holds(tmp_path):
               {"ablation": "lr", "eval": {"x": graded}}]
     report = Report(None, tmp_path, {"base": graded}, [], points, [])
     assert report.rule == "committed"
+
+
+def test_the_cross_family_table_sets_each_teacher_beside_the_release():
+    """The release's Qwen2.5-Math-7B table: base, CFT on GPT-4o's and on the teacher's critiques, CGD per
+    teacher (the profile's own and each teacher point's), five benchmarks and their plain mean."""
+    from cgd.reporting import cross_family, paper
+
+    def acc(**by_bench):
+        return {"benchmarks": {b: {"group": 1, "accuracy": {"mean": m, "ci_low": m - 5, "ci_high": m + 5}}
+                               for b, m in by_bench.items()}}
+
+    five = dict(math500=60.0, minerva=20.0, olympiadbench=30.0, amc23=40.0, aime24=10.0)
+    metrics = {"base": acc(**five), "cft-seed0": acc(**five), "cft_gpt4o-seed0": acc(**five),
+               "cgd-seed0": acc(**{**five, "amc23": 50.0})}
+    by_teacher = {"simplescaling/s1.1-32B": {"cgd-seed0": metrics["cgd-seed0"]},
+                  "claude-3-7-sonnet-20250219": {"cgd-seed0": acc(**five)},
+                  "org/another-teacher": {"cgd-seed0": acc(math500=1.0)}}
+    columns, rows = cross_family.table(metrics, by_teacher, "simplescaling/s1.1-32B", paper.load(), "Qwen2.5-Math-7B")
+    assert columns == ["math500", "minerva", "olympiadbench", "amc23", "aime24", "avg"]
+    assert list(rows) == ["base", "cft_gpt4o", "cft@simplescaling/s1.1-32B", "cgd@simplescaling/s1.1-32B",
+                          "cgd@claude-3-7-sonnet-20250219", "cgd@org/another-teacher"]
+    assert rows["cgd@simplescaling/s1.1-32B"]["amc23"].run == 50.0
+    assert rows["cgd@simplescaling/s1.1-32B"]["avg"].run == 34.0  # (60 + 20 + 30 + 50 + 10) / 5
+    assert rows["cgd@simplescaling/s1.1-32B"]["amc23"].paper == 62.5
+    assert rows["cgd@claude-3-7-sonnet-20250219"]["amc23"].paper == 67.5
+    assert rows["cft@simplescaling/s1.1-32B"]["avg"].paper == 46.9 and rows["cft_gpt4o"]["math500"].paper == 79.2
+    assert rows["base"]["aime24"].paper == 10.0
+    # a teacher the release does not name: no reference; a row missing a benchmark: no Avg.
+    assert rows["cgd@org/another-teacher"]["math500"].paper is None
+    assert rows["cgd@org/another-teacher"]["avg"].run is None
+    # beside another student the release's numbers are not this student's
+    _, other = cross_family.table(metrics, by_teacher, "simplescaling/s1.1-32B", paper.load(), "S1.1-3B")
+    assert all(c.paper is None for cells in other.values() for c in cells.values())

@@ -27,7 +27,7 @@ from cgd.config import keys, profiles
 
 ROOT = Path(__file__).resolve().parents[2]
 PROFILES = ("llama8b-webinstruct", "llama8b-metamathqa", "llama8b-base-webinstruct", "s1-webinstruct",
-            "mixtral-webinstruct", "olmo-webinstruct")
+            "mixtral-webinstruct", "olmo-webinstruct", "qwen25math7b-webinstruct")
 RELEASE = "CapitalOne-Research/Critique-Guided-Distillation"
 COMMITS = {"src": "2529178ca6268cb7dcf8f5b1bdae970c1acf7f29", "eval": "10f651cbe7ab06ab7b21ea84ff17a4cb6fdb004f"}
 ALL = "*"
@@ -67,7 +67,8 @@ SETTINGS: list[Setting] = [
       "rollout.max_new_tokens", 16384),
     S("student context", NP, "MAX_STUDENT_LEN 8192 (src/run_cgd_pipeline.sh)", "student.max_model_len", 8192,
       {"s1-webinstruct": "s1.1-3B reasons for thousands of tokens before its answer; 32768 is its context",
-       "olmo-webinstruct": "OLMo-2-1124-7B has 4096 positions"}),
+       "olmo-webinstruct": "OLMo-2-1124-7B has 4096 positions",
+       "qwen25math7b-webinstruct": "Qwen2.5-Math-7B has 4096 positions (RoPE theta 1e4)"}),
     S("vLLM batch", NP, "max_num_seqs 256 (`VLLMClient.__init__`)", "student.max_num_seqs", 256),
     S("vLLM dtype", NP, "bfloat16 (`VLLMClient.__init__`)", "student.dtype", "bfloat16"),
     S("vLLM memory", NP, "gpu_memory_utilization 0.9 (`VLLMClient.__init__`)", "student.gpu_memory_utilization", 0.9),
@@ -80,7 +81,7 @@ SETTINGS: list[Setting] = [
       "include 128009; vLLM stops on them by default", status=MATCH),
     S("s1.1 outputs", NP, "for s1.1 models every step keeps the text after the `answer\\s+Answer` marker "
       "(`PromptFormatter._parse_s1_1_response`, `run_pipeline_step`)", "teacher.answer_after",
-      {ALL: None, "s1-webinstruct": "answer\\s+Answer"}),
+      {ALL: None, "s1-webinstruct": "answer\\s+Answer", "qwen25math7b-webinstruct": "answer\\s+Answer"}),
     S("special tokens", NP, "vLLM's default: special tokens decoded out of the text (no skip_special_tokens "
       "given)", "student.skip_special_tokens", True),
     S("base-model prompt", NP, "no chat template: `Question: {user turn}\\n\\nAnswer:`, system turns dropped "
@@ -131,7 +132,8 @@ SETTINGS: list[Setting] = [
     S("global batch", "64 (Table 5)", "`64gbs_gradAcc4` in start_validate.sh's run name", "train.global_batch_size", 64),
     S("epochs", "1 (Table 5; Fig. 6 trains 3)", "`7epochs` in start_validate.sh's run name", "train.epochs", 1.0),
     S("max length", "8192 (Table 5)", "not published", "train.max_length", 8192,
-      {"olmo-webinstruct": "OLMo-2-1124-7B has 4096 positions"}),
+      {"olmo-webinstruct": "OLMo-2-1124-7B has 4096 positions",
+       "qwen25math7b-webinstruct": "Qwen2.5-Math-7B has 4096 positions"}),
     S("seeds", "mean over three seeds (App. A)", "math_eval.py --seed 0; training seeds not published",
       "train.seeds", [0, 1, 2]),
     # ---- checkpoint
@@ -143,11 +145,12 @@ SETTINGS: list[Setting] = [
     # ---- evaluation
     S("evaluation prompt", "zero-shot CoT", "prompt types of eval/evaluate_math/utils.py: llama3-math-cot "
       "(evaluate_llama_chat.sh), qwen25-math-cot (evaluate_qwen.sh), cot (evaluate_llama_base.sh)",
-      "eval.prompt_type", {ALL: "llama3-math-cot", "llama8b-base-webinstruct": "cot", "s1-webinstruct": "qwen25-math-cot"},
+      "eval.prompt_type", {ALL: "llama3-math-cot", "llama8b-base-webinstruct": "cot", "s1-webinstruct": "qwen25-math-cot",
+                           "qwen25math7b-webinstruct": "qwen25-math-cot"},
       {"mixtral-webinstruct": "the release has no Mistral prompt type; llama3-math-cot's markers are Llama's",
        "olmo-webinstruct": "the release has no OLMo prompt type; llama3-math-cot's markers are Llama's"}),
     S("evaluation max tokens", NP, "--max_tokens_per_call 8192 (Llama chat), 16384 (Qwen), 8192 (base, math_eval.py's default)",
-      "eval.generation.max_new_tokens", {ALL: 8192, "s1-webinstruct": 16384},
+      "eval.generation.max_new_tokens", {ALL: 8192, "s1-webinstruct": 16384, "qwen25math7b-webinstruct": 16384},
       {"olmo-webinstruct": "3072: the room under OLMo-2's 4096 positions"}),
     S("evaluation sampling", "greedy", "--temperature 0 --top_p 1 (the scripts)", "eval.generation.temperature", 0.0),
     S("evaluation stop words", NP, "math_eval.py's list (+ \"\\n\\nQuestion:\" for cot)", None,
