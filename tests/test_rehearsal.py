@@ -151,6 +151,9 @@ def test_index_rows_and_expected_items():
     assert "Fig. 7" in rehearsal.expected_items(raw)
     raw["figures"]["paper_model"] = "LLaMA3.1-8B"  # the base model's profile: Table 3 instead of Table 1
     assert {"Table 3"} <= rehearsal.expected_items(raw) and "Table 1" not in rehearsal.expected_items(raw)
+    raw["figures"]["paper_model"] = "Qwen2.5-Math-7B"  # its five benchmarks: the cross-family table, not Table 1
+    expected = rehearsal.expected_items(raw)
+    assert "Cross-family: Qwen2.5-Math-7B (revised paper)" in expected and "Table 1" not in expected
 
 
 # ---------------------------------------------------------------- stand-ins
