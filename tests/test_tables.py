@@ -226,6 +226,9 @@ def test_the_cross_family_table_sets_each_teacher_beside_the_release():
     assert rows["cgd@claude-3-7-sonnet-20250219"]["amc23"].paper == 67.5
     assert rows["cft@simplescaling/s1.1-32B"]["avg"].paper == 46.9 and rows["cft_gpt4o"]["math500"].paper == 79.2
     assert rows["base"]["aime24"].paper == 10.0
+    local = {"/models/s1.1-32B/": by_teacher["simplescaling/s1.1-32B"]}  # a local copy named alike
+    _, rows_local = cross_family.table(metrics, local, "/models/s1.1-32B/", paper.load(), "Qwen2.5-Math-7B")
+    assert rows_local["cgd@/models/s1.1-32B/"]["amc23"].paper == 62.5
     # a teacher the release does not name: no reference; a row missing a benchmark: no Avg.
     assert rows["cgd@org/another-teacher"]["math500"].paper is None
     assert rows["cgd@org/another-teacher"]["avg"].run is None

@@ -6,6 +6,8 @@ release's numbers where the teacher is the one it names (the qwen25math7b-webins
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from cgd.reporting import tables
 
 ITEM = "Cross-family: Qwen2.5-Math-7B (revised paper)"
@@ -33,7 +35,10 @@ def table(metrics: dict[str, dict], by_teacher: dict[str, dict[str, dict]], teac
     runs = tables.by_method(metrics)
 
     def setting(model: str) -> str:
-        return f"teacher={TEACHERS[model]}" if model in TEACHERS else f"teacher={model} (not in the release)"
+        # the hub id, or a local copy named alike (as tables.compares_with_paper reads a student)
+        name = next((n for hub_id, n in TEACHERS.items()
+                     if model.rstrip("/") == hub_id or Path(model.rstrip("/")).name == hub_id.split("/")[-1]), None)
+        return f"teacher={name}" if name else f"teacher={model} (not in the release)"
 
     rows = {"base": _row(runs.get("base", []), reported, ("base", "")),
             "cft_gpt4o": _row(runs.get("cft_gpt4o", []), reported, ("cft_gpt4o", "")),
