@@ -26,7 +26,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup repro test validate profile rehearse lock clean-venv
+.PHONY: setup repro test validate profile rehearse slurm lock clean-venv
 
 setup: $(STAMP)
 
@@ -62,6 +62,11 @@ profile: setup
 # fixture data, small sizes), e.g. make rehearse NAME=llama8b-webinstruct
 rehearse: setup
 	$(BIN)/python -m cgd rehearse configs/profiles/$(NAME).yaml
+
+# The sbatch script of a profile (docs/slurm.md), printed and written to runs/slurm/NAME.sbatch, e.g.
+# make slurm NAME=llama8b-webinstruct SLURM_ARGS="--partition gpu --time 2-00:00:00 --submit"
+slurm: setup
+	$(BIN)/python -m cgd slurm --profile $(NAME) $(SLURM_ARGS)
 
 # Re-resolve the transitive pins after changing pyproject.toml.
 lock: setup

@@ -226,6 +226,26 @@ def _stage_deps(args) -> int:
     return stage_deps.main()
 
 
+def _slurm(args) -> int:
+    from cgd.launch import slurm
+
+    job = slurm.job_for(args.profile, "rehearse" if args.rehearse else "run", args.nodes, partition=args.partition,
+                        time=args.time, account=args.account, cpus_per_task=args.cpus_per_task,
+                        hf_home=args.hf_home, offline=not args.online, logs=args.logs, scratch=args.scratch)
+    path = slurm.write(job, args.out)
+    if not args.submit:
+        print(path.read_text(), end="")
+    print(f"# written to {path}; submit with: sbatch {path}" if not args.submit else
+          f"submitted {path}: job {slurm.submit(path)}", file=sys.stderr if not args.submit else sys.stdout)
+    return 0
+
+
+def _slurm_node(args) -> int:
+    from cgd.launch import slurm
+
+    return slurm.node_main(args.mode, args.profile, args.dry_run, args.scratch)
+
+
 def _follow_server(args) -> int:
     """Node K of several: its headless share of every vLLM server the head's stages start."""
     import logging
@@ -307,6 +327,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--announce", default="runs/vllm_server/head.json",
                    help="the head's announcement on the shared filesystem (default: the checkout's)")
     p.set_defaults(run=_follow_server)
+    p = sub.add_parser("slurm", help="write (and with --submit submit) the sbatch script of a profile (docs/slurm.md)")
+    p.add_argument("--profile", required=True, help="configs/profiles/NAME.yaml's NAME")
+    p.add_argument("--nodes", type=int, help="default: the most nodes the profile's vLLM roles span")
+    p.add_argument("--partition")
+    p.add_argument("--time", help="Slurm's --time, e.g. 2-00:00:00")
+    p.add_argument("--account")
+    p.add_argument("--cpus-per-task", type=int)
+    p.add_argument("--hf-home", help="the hub cache the nodes share (exported as HF_HOME)")
+    p.add_argument("--online", action="store_true", help="let the nodes reach the hub (default: HF_HUB_OFFLINE=1)")
+    p.add_argument("--rehearse", action="store_true", help="a CPU rehearsal of the profile instead of the run")
+    p.add_argument("--out", help="default runs/slurm/NAME.sbatch")
+    p.add_argument("--logs", default="runs/slurm", help="where the job's log goes (%%x-%%j.out)")
+    p.add_argument("--scratch", help="--rehearse: the scratch copy (default rehearsals/NAME)")
+    p.add_argument("--submit", action="store_true", help="sbatch it (otherwise it is printed)")
+    p.set_defaults(run=_slurm)
+    p = sub.add_parser("slurm-node", help="inside a Slurm job: this task's part, by SLURM_PROCID (0 runs the pipeline)")
+    p.add_argument("--mode", choices=["run", "rehearse"], default="run")
+    p.add_argument("--profile", required=True)
+    p.add_argument("--dry-run", action="store_true", help="print the command instead of running it")
+    p.add_argument("--scratch", help="--mode rehearse: the scratch copy (default rehearsals/NAME)")
+    p.set_defaults(run=_slurm_node)
     p = sub.add_parser("train", help="train one (method, seed) run; `accelerate launch -m cgd train` on GPUs")
     p.add_argument("--params", default="params.yaml")
     p.add_argument("--overrides", default="{}", help="JSON of dotted params keys to override")
