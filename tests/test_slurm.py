@@ -211,3 +211,61 @@ def test_the_time_limit_signal_stops_the_step_and_requeues_the_job(cluster, tmp_
     assert seen.read_text().split("\n")[:3] == ["start 0", "SIGINT", "start 1"], seen.read_text()
     assert "stopping the pipeline (SIGINT), then requeueing" in log
     assert f"job {job_id} (restart 0)" in log and f"job {job_id} (restart 1)" in log
+
+
+@pytest.mark.slow
+def test_a_job_cancelled_mid_stage_and_resubmitted_generates_no_row_twice(cluster, tmp_path, tiny_model, raw_params):
+    """The generated script on a real stage: `dvc repro` of stage 02 on the tiny model, the job cancelled
+    (`scancel`) once some shards are written, the same script submitted again. The second job keeps the
+    first one's shards untouched and generates only the rest."""
+    import hashlib
+    import json
+    import sys
+
+    import yaml
+
+    from tests.test_sweeps import _tiny_params, checkout_copy
+
+    repo = checkout_copy(tmp_path / "repo")
+    shutil.copytree(tiny_model, repo / "models/smollm2-135m-instruct")
+    raw = _tiny_params(raw_params, "models/smollm2-135m-instruct")
+    raw["data"]["n_train"] = 24
+    raw["rollout"].update(batch_size=2, max_new_tokens=192, temperature=1.0)  # 12 shards, each a moment
+    (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    dvc = str(Path(sys.executable).with_name("dvc"))
+    env = {**cluster, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]}
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    subprocess.run([dvc, "repro", "-s", "sample_data"], cwd=repo, env=env, check=True, capture_output=True, timeout=600)
+
+    text = slurm.script(slurm.job_for("llama8b-base-webinstruct", logs="logs"))
+    text = "\n".join(line for line in text.splitlines() if "cgd profile" not in line) + "\n"  # this repo's params
+    step = next(line for line in text.splitlines() if line.startswith("srun "))
+    text = text.replace(step, step.split(" .venv/bin/python")[0] + f" {dvc} repro -s rollout &")
+    text = text.replace("#SBATCH --gpus-per-node=8\n", "").replace("#SBATCH --exclusive\n", "")
+    path = repo / "job.sbatch"
+    path.write_text(text)
+    (repo / "logs").mkdir()
+    sbatch = lambda: subprocess.run(["sbatch", "--parsable", str(path)], env=env, cwd=repo, check=True,
+                                    capture_output=True, text=True).stdout.strip()
+    shards = repo / "data/02_rollout/shards"
+
+    first = sbatch()
+    deadline = time.time() + 600
+    while not (shards.is_dir() and any(shards.glob("shard-*.jsonl"))):
+        assert time.time() < deadline, "no shard written"
+        time.sleep(0.2)
+    subprocess.run(["scancel", first], env=env, check=True)
+    assert _wait(cluster, first, 120) == "CANCELLED"
+    kept = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in shards.glob("shard-*.jsonl")}
+    kept_rows = sum(len(p.read_text().splitlines()) for p in shards.glob("shard-*.jsonl"))
+    assert 0 < len(kept) < 12, f"cancelled too late to test a resume: {len(kept)} shards"
+
+    second = sbatch()
+    log = lambda: "\n".join(p.read_text() for p in sorted((repo / "logs").glob("*.out")))
+    assert _wait(cluster, second, 900) == "COMPLETED", log()[-3000:]
+    assert {n: hashlib.sha256((shards / n).read_bytes()).hexdigest() for n in kept} == kept  # untouched
+    m = json.loads((repo / "metrics/02_rollout.json").read_text())
+    rows = [json.loads(line) for line in (repo / "data/02_rollout/rollouts.jsonl").read_text().splitlines()]
+    assert len(rows) == m["rows"] == 24 and len({r["id"] for r in rows}) == 24
+    assert m["shards_resumed"] == len(kept)
+    assert m["requests_this_run"] == 24 - kept_rows  # every other row generated once, in the second job
