@@ -136,3 +136,23 @@ def test_the_server_model_sends_at_most_four_stop_strings_and_cuts_the_rest(monk
     out = lm.model_call(["def add(a, b):\n"], generate=True, gen_kwargs={"until": until, "max_gen_toks": 16})
     assert sent[0]["stop"] == until[:SERVER_STOP_STRINGS] and len(sent[0]["stop"]) == 4
     assert out["choices"][0]["text"] == "    return a + b"  # cut at "\nprint", the fifth
+
+
+def test_a_local_task_including_another_copy_of_cgd_s_tasks_is_graded_here(tmp_path, raw_params):
+    """A rehearsal's local task includes the rehearsing checkout's copy of cgd's task files while its
+    stages import the scratch copy's cgd (found by rehearsing llama8b-webinstruct): still cgd's grading."""
+    import shutil
+
+    copy = tmp_path / "elsewhere" / "lm_eval_tasks"
+    shutil.copytree(general.TASKS_DIR, copy)
+    local = tmp_path / "local"
+    local.mkdir()
+    (local / "cgd_humaneval_instruct.yaml").write_text(
+        f"include: {copy / 'cgd_humaneval_instruct.yaml'}\ntask: cgd_humaneval_instruct\ndataset_path: json\n"
+        f"dataset_name: null\ndataset_kwargs:\n  data_files:\n    test: {REPO / FIXTURE / 'humaneval_local.jsonl'}\n")
+    cfg = P.from_dict(raw_params, REPO / "dvc.yaml").eval.general
+    on = replace(cfg, tasks={"cgd_humaneval_instruct": "pass@1,create_test"}, include_path=str(local),
+                 code_execution=replace(cfg.code_execution, enabled=True))
+    manager = general.task_manager(list(on.tasks), on.include_path)
+    assert str(copy) in str(manager.task_index["cgd_humaneval_instruct"].cfg["metric_list"][0]["metric"])
+    assert general.check_code_execution(on, manager) == ["cgd_humaneval_instruct"]

@@ -157,9 +157,16 @@ def code_tasks(manager, names: list[str]) -> list[str]:
 
 
 def _graded_here(manager, task: str) -> bool:
-    """Whether every metric of a code task is cgd's (code_exec, in a limited process)."""
+    """Whether every metric of a code task grades through cgd.evaluation.code_exec (in a limited
+    process): its `!function` module imports it. Read from the module, not its path: a rehearsal's
+    or a cluster's local task may include another checkout's copy of cgd's tasks."""
     metrics = (manager.task_index[task].cfg or {}).get("metric_list") or []
-    return bool(metrics) and all(str(m.get("metric", "")).startswith(str(TASKS_DIR)) for m in metrics)
+
+    def through_code_exec(metric) -> bool:
+        module = Path(str(metric).rsplit(".", 1)[0] + ".py")
+        return module.is_file() and "from cgd.evaluation import code_exec" in module.read_text()
+
+    return bool(metrics) and all(through_code_exec(m.get("metric", "")) for m in metrics)
 
 
 def check_code_execution(cfg: GeneralConfig, manager) -> list[str]:
