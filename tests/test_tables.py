@@ -235,3 +235,9 @@ def test_the_cross_family_table_sets_each_teacher_beside_the_release():
     # beside another student the release's numbers are not this student's
     _, other = cross_family.table(metrics, by_teacher, "simplescaling/s1.1-32B", paper.load(), "S1.1-3B")
     assert all(c.paper is None for cells in other.values() for c in cells.values())
+
+
+def test_every_table2_column_has_a_title():
+    from cgd.reporting import tables
+
+    assert [tables.column_title(c) for c in tables.GENERAL] == ["IFEval", "MUSR", "TruthfulQA", "BBH", "HumanEval"]

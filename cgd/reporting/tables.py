@@ -433,7 +433,7 @@ def column_title(key: str) -> str:
     if key in benchmarks.REGISTRY:
         return benchmarks.REGISTRY[key].title
     return {"avg_group1": "Avg. (G1)", "avg_group2": "Avg. (G2)", "avg": "Avg.", "ifeval": "IFEval",
-            "musr": "MUSR", "truthfulqa": "TruthfulQA", "bbh": "BBH", "mean_entropy": "Mean entropy",
+            "musr": "MUSR", "truthfulqa": "TruthfulQA", "bbh": "BBH", "humaneval": "HumanEval", "mean_entropy": "Mean entropy",
             "sd": "Std. dev.", "minus_cgd": "− CGD (paired)", "grad_norm_mean": "Mean gradient norm",
             "grad_norm_std": "Std. dev. gradient norm", "factual": "Factual critique",
             "counterfactual": "Counterfactual critique",
