@@ -2,5 +2,5 @@
 kernels and times each stage, and the Slurm batch scripts of a profile (slurm). No stage runs this
 code, so no stage depends on it.
 
-May import: cgd.runtime, cgd.config.
+May import: cgd.runtime, cgd.config, cgd.rehearsal.
 """

@@ -19,7 +19,7 @@ from them), waits for it to stop and requeues the job (`--requeue`, `scontrol re
 job runs the same script and `dvc repro` continues from the shards, checkpoints and cached stages. A
 job cancelled outright (`scancel`) is resumed the same way by submitting the script again.
 
-May import: cgd.runtime, cgd.config.
+May import: cgd.runtime, cgd.config, cgd.rehearsal.
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ from __future__ import annotations
 import math
 import os
 import shlex
-import shutil
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from cgd.rehearsal.fidelity import profile_params  # params.yaml with a profile laid over it
 
 REPO = Path(__file__).resolve().parents[2]
 PROFILES = REPO / "configs" / "profiles"
@@ -56,19 +56,6 @@ class Job:
     scratch: str | None = None  # rehearse: the scratch copy (default rehearsals/<profile>)
 
 
-def profiled_params(profile: str) -> dict:
-    """params.yaml with the profile applied (validated), read without touching the checkout's file."""
-    import yaml
-
-    from cgd.config.profiles import apply_profile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "params.yaml"
-        shutil.copy(REPO / "params.yaml", path)
-        apply_profile(PROFILES / f"{profile}.yaml", path, REPO / "dvc.yaml")
-        return yaml.safe_load(path.read_text())
-
-
 def needs(raw: dict) -> tuple[int, int]:
     """(nodes, GPUs per node) a profile's vLLM roles ask for: the most nodes any role spans, and the
     most GPUs one role's replicas take on a node (the ZeRO-3 training uses every GPU of the node)."""
@@ -83,7 +70,7 @@ def job_for(profile: str, mode: str = "run", nodes: int | None = None, **slurm) 
     if not (PROFILES / f"{profile}.yaml").exists():
         known = sorted(p.stem for p in PROFILES.glob("*.yaml"))
         raise ValueError(f"no profile {profile!r}: one of {', '.join(known)}")
-    want_nodes, gpus = needs(profiled_params(profile))
+    want_nodes, gpus = needs(profile_params(profile))
     if mode == "rehearse":
         want_nodes, gpus = 1, 0
     return Job(profile, nodes or want_nodes, gpus, mode, **slurm)

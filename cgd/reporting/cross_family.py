@@ -6,8 +6,6 @@ release's numbers where the teacher is the one it names (the qwen25math7b-webins
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from cgd.reporting import tables
 
 ITEM = "Cross-family: Qwen2.5-Math-7B (revised paper)"
@@ -35,9 +33,7 @@ def table(metrics: dict[str, dict], by_teacher: dict[str, dict[str, dict]], teac
     runs = tables.by_method(metrics)
 
     def setting(model: str) -> str:
-        # the hub id, or a local copy named alike (as tables.compares_with_paper reads a student)
-        name = next((n for hub_id, n in TEACHERS.items()
-                     if model.rstrip("/") == hub_id or Path(model.rstrip("/")).name == hub_id.split("/")[-1]), None)
+        name = next((n for hub_id, n in TEACHERS.items() if tables.names_model(model, hub_id)), None)
         return f"teacher={name}" if name else f"teacher={model} (not in the release)"
 
     rows = {"base": _row(runs.get("base", []), reported, ("base", "")),

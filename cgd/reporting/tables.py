@@ -35,10 +35,15 @@ PAPER_STUDENTS = {"LLaMA3.1-8B Instruct": "meta-llama/Llama-3.1-8B-Instruct", "S
                   "Qwen2.5-Math-7B": "Qwen/Qwen2.5-Math-7B"}
 
 
+def names_model(model: str, hub_id: str) -> bool:
+    """Whether `model` is the hub model `hub_id`: its id, or a local copy named alike."""
+    model = model.rstrip("/")
+    return model == hub_id or Path(model).name == hub_id.split("/")[-1]
+
+
 def compares_with_paper(student_model: str, paper_model: str) -> bool:
-    """Whether the run's student is the paper row's model: its hub id, or a local copy named alike."""
-    hub_id = PAPER_STUDENTS[paper_model]
-    return student_model.rstrip("/") == hub_id or Path(student_model.rstrip("/")).name == hub_id.split("/")[1]
+    """Whether the run's student is the paper row's model (names_model)."""
+    return names_model(student_model, PAPER_STUDENTS[paper_model])
 
 
 def as_reference(rows: dict[str, dict[str, "Cell"]]) -> dict[str, dict[str, "Cell"]]:
