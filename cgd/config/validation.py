@@ -191,6 +191,10 @@ def validate(params: Params, raw: dict, dvc_yaml: str | Path = "dvc.yaml") -> No
             f"({t.per_device_batch_size})",
             "make the global batch a multiple of the per-device batch",
         )
+    if t.padding_free is True and t.overlong == "truncate":
+        raise ParamsError("train.padding_free", "is true, but train.overlong is truncate: TRL cuts no record "
+                          "of a padding-free batch", "set train.overlong: drop, or padding_free: auto "
+                          "(off under truncate)")
     if t.deepspeed is not None and not Path(t.deepspeed).exists():
         raise ParamsError("train.deepspeed", f"points to '{t.deepspeed}', which does not exist",
                           "give a file under configs/accelerate/ or null")

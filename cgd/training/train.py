@@ -24,7 +24,7 @@ from pathlib import Path
 from cgd.config import Params, ParamsError, TrainConfig
 from cgd.generation import chat
 from cgd.runtime import device, io, provenance, shards
-from cgd.training import records
+from cgd.training import background_log, levers, records
 
 
 @dataclass(frozen=True)
@@ -91,8 +91,10 @@ def run_name(method: str, seed: int) -> str:
 
 
 def sft_config(cfg: TrainConfig, plan: BatchPlan, seed: int, output_dir: str, bf16: bool,
-               use_cpu: bool):
+               use_cpu: bool, lever_set: levers.Levers | None = None):
     from trl import SFTConfig
+
+    lever_set = lever_set or levers.resolve(cfg, cuda=not use_cpu, liger_missing=levers.liger_available())
 
     return SFTConfig(
         output_dir=output_dir, seed=seed, data_seed=seed,
@@ -101,7 +103,7 @@ def sft_config(cfg: TrainConfig, plan: BatchPlan, seed: int, output_dir: str, bf
         lr_scheduler_type=cfg.lr_scheduler, warmup_steps=cfg.warmup_ratio, optim=cfg.optimizer,
         weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm,
         gradient_checkpointing=cfg.gradient_checkpointing, bf16=bf16, use_cpu=use_cpu,
-        max_length=cfg.max_length, completion_only_loss=True,
+        completion_only_loss=True, **levers.sft_overrides(lever_set, cfg.max_length),
         # Batches of similar length waste little compute on padding (the main CPU speed-up after bf16).
         train_sampling_strategy="group_by_length",
         # The first step is logged too: a run shorter than logging_steps (a small mixture point, a
@@ -176,7 +178,9 @@ def _callbacks(live_dir: Path, resume: bool, main: bool):
         return [Throughput()], None
     # A resumed run appends to the curves it began; a fresh run starts them over.
     live = Live(str(live_dir), dvcyaml=None, save_dvc_exp=False, report=None, resume=resume)
-    return [Throughput(), DVCLiveCallback(live=live)], live
+    # The curves are written off the training loop (background_log): a logged step costs the
+    # device only the Trainer's own loss sync, at any logging_steps.
+    return [Throughput(), background_log.Background(DVCLiveCallback(live=live))], live
 
 
 class StepClock:
@@ -305,11 +309,13 @@ def train(params: Params, method: str, seed: int, data_path: str, model_out: str
     ckpt_dir = Path(checkpoint_dir)
     # SFTConfig first: under DeepSpeed ZeRO-3 it must exist before the model loads, so the
     # weights are partitioned as they load instead of materialized whole on every rank.
-    args = sft_config(cfg, plan, seed, str(ckpt_dir), bf16=bf16, use_cpu=not cuda)
+    lever_set = levers.resolve(cfg, cuda, liger_missing=levers.liger_available())
+    args = sft_config(cfg, plan, seed, str(ckpt_dir), bf16=bf16, use_cpu=not cuda, lever_set=lever_set)
     deepspeed = args.deepspeed_plugin is not None  # set when `accelerate launch` runs DeepSpeed
     # fp32 master weights with bf16 autocast; DeepSpeed keeps its own fp32 copy of bf16 weights.
     dtype = torch.bfloat16 if deepspeed else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(params.student.model, dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(params.student.model, dtype=dtype,
+                                                 attn_implementation=lever_set.attn_implementation)
 
     fingerprint = _fingerprint(params, method, seed, recs)
     resume = _resume_point(ckpt_dir, fingerprint) if cfg.save_steps else None
@@ -358,7 +364,7 @@ def train(params: Params, method: str, seed: int, data_path: str, model_out: str
         "final_loss": _last_loss(trainer.state.log_history),
         "loss_trend": loss_trend(trainer.state.log_history),  # first vs last 20% of logged steps
         "precision": "bf16" if bf16 else "fp32", "device": "cuda" if cuda else "cpu",
-        "deepspeed": deepspeed, "batch": dataclasses.asdict(plan),
+        "deepspeed": deepspeed, "batch": dataclasses.asdict(plan), "levers": lever_set.as_dict(),
         "data": build_report, "length": fit_report,
     }
     if trainer.is_world_process_zero():
