@@ -28,7 +28,6 @@ import importlib.metadata
 import json
 import os
 import platform
-import random
 import subprocess
 import sys
 import time
@@ -86,18 +85,15 @@ def build_model(tokenizer_dir: str, shape: str, out: Path) -> int:
 
 
 def write_rows(data: str, n: int, out: Path) -> int:
-    """`n` stage-04 rows with all three generations, drawn with replacement (the demo keeps few)."""
+    """bench/train.py's draw of `n` complete stage-04 rows, written to `out`; the distinct count."""
     from cgd.runtime import io
 
-    complete = [r for r in io.read_jsonl(data) if r["student_answer"] and r["critique"] and r["refined_answer"]]
-    if not complete:
-        raise SystemExit(f"no complete rows in {data}: run `make repro` (stage refine), then `make gpu-kit`")
-    rng = random.Random(0)
-    rows = [{**rng.choice(complete), "status": "ok", "in_mixture": True} for _ in range(n)]
-    for i, row in enumerate(rows):
-        row["id"] = f"{row['id']}#{i}"
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from train import draw_rows  # bench/train.py
+
+    rows, distinct = draw_rows(data, n)
     io.write_jsonl(out, rows)
-    return len(complete)
+    return distinct
 
 
 def bare_child(args) -> None:
@@ -246,7 +242,7 @@ def main() -> None:
                "ours ZeRO-3 MFU": best_z3, "ours / bare TRL same batch": ratios.get("ours / bare TRL same batch", 0)}
         judged = {k: {"target": TARGETS[k], "got": got[k], "met": got[k] >= TARGETS[k]} for k in TARGETS}
 
-    print(f"\n| run | tok/s | steady tok/s | MFU (steady) | padded share | first step s | final loss |")
+    print("\n| run | tok/s | steady tok/s | MFU (steady) | padded share | first step s | final loss |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for name, r in results.items():
         if "error" in r:

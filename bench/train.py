@@ -43,6 +43,19 @@ from cgd.training import records, train
 from cgd.training.throughput import bare_trl, count_params, matmul_peak_tflops
 
 
+def draw_rows(data: str, n: int) -> tuple[list[dict], int]:
+    """`n` stage-04 rows with all three generations, drawn with replacement (the demo keeps few), each
+    with its own id; and how many distinct complete rows there were. bench/gpu_check.py draws the same."""
+    complete = [r for r in io.read_jsonl(data) if r["student_answer"] and r["critique"] and r["refined_answer"]]
+    if not complete:
+        raise SystemExit(f"no complete rows in {data}; run `dvc repro refine` first (or `make gpu-kit`)")
+    rng = random.Random(0)
+    rows = [{**rng.choice(complete), "status": "ok", "in_mixture": True} for _ in range(n)]
+    for i, row in enumerate(rows):
+        row["id"] = f"{row['id']}#{i}"
+    return rows, len(complete)
+
+
 def profile(label: str, fn) -> None:
     """Runs `fn` under torch.profiler and prints its top ops by self device time (CPU time on CPU)."""
     from torch.profiler import ProfilerActivity
@@ -77,16 +90,9 @@ def main() -> None:
         overrides["train.max_length"] = args.max_length
     cfg = P.load("params.yaml", overrides)
     model_dir, max_length = cfg.student.model, cfg.train.max_length
-    complete = [r for r in io.read_jsonl(args.data)
-                if r["student_answer"] and r["critique"] and r["refined_answer"]]
-    if not complete:
-        raise SystemExit(f"no complete rows in {args.data}; run `dvc repro refine` first")
-    rng = random.Random(0)
-    rows = [{**rng.choice(complete), "status": "ok", "in_mixture": True} for _ in range(args.records)]
-    for i, row in enumerate(rows):
-        row["id"] = f"{row['id']}#{i}"
+    rows, distinct = draw_rows(args.data, args.records)
     recs, _ = records.build(rows, "cgd", records.templates())
-    print(f"{len(recs)} CGD records from {len(complete)} distinct complete rows; model {model_dir}; "
+    print(f"{len(recs)} CGD records from {distinct} distinct complete rows; model {model_dir}; "
           f"batch {args.batch_size}, max_length {max_length}")
 
     runs = {} if args.skip_default else {"bare TRL default": []}
